@@ -1,0 +1,169 @@
+// Package config reads the worker's configuration: defaults, then the
+// environment, then flags of the same meaning. Secrets are masked when the
+// configuration is logged.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/rs/zerolog"
+	"github.com/spf13/pflag"
+
+	"github.com/tickerq/tickerq/internal/cli"
+)
+
+// Defaults of the contract.
+const (
+	DefaultRedisURL        = "redis://127.0.0.1:6379/0"
+	DefaultDatabaseURL     = "postgres://postgres@127.0.0.1:5432/tickerq?sslmode=disable"
+	DefaultDBRole          = "tickerq_writer"
+	DefaultQuoteAPIURL     = "http://127.0.0.1:8000"
+	DefaultConcurrency     = 100
+	DefaultQueues          = "critical=6,default=3,low=1"
+	DefaultAdminAddr       = "127.0.0.1:8081"
+	DefaultShutdownTimeout = 25 * time.Second
+	DefaultQuoteTimeout    = 10 * time.Second
+)
+
+// ErrInvalid is wrapped by every configuration error.
+var ErrInvalid = errors.New("invalid configuration")
+
+// Secret is a string that logs as "***".
+type Secret string
+
+// String masks the secret.
+func (s Secret) String() string {
+	if s == "" {
+		return ""
+	}
+	return "***"
+}
+
+// Worker is the worker's configuration.
+type Worker struct {
+	RedisURL        string
+	DatabaseURL     string
+	DBRole          string
+	QuoteAPIURL     string
+	QuoteAPIKey     Secret
+	QuoteTimeout    time.Duration
+	Concurrency     int
+	Queues          map[string]int
+	AdminAddr       string
+	ShutdownTimeout time.Duration
+	LogLevel        string
+	LogFormat       string
+
+	queues      string
+	concurrency string
+}
+
+// BindWorker registers the worker's flags on fs, with defaults taken from
+// the environment, and returns the configuration they fill. Call Finish after
+// parsing.
+func BindWorker(fs *pflag.FlagSet) *Worker {
+	w := &Worker{
+		RedisURL:    cli.Env("REDIS_URL", DefaultRedisURL),
+		DatabaseURL: cli.Env("DATABASE_URL", DefaultDatabaseURL),
+		DBRole:      cli.Env("DB_ROLE", DefaultDBRole),
+		QuoteAPIURL: cli.Env("QUOTE_API_URL", DefaultQuoteAPIURL),
+		QuoteAPIKey: Secret(cli.Env("QUOTE_API_KEY", "")),
+		LogLevel:    cli.Env("LOG_LEVEL", "info"),
+		LogFormat:   cli.Env("LOG_FORMAT", "json"),
+		AdminAddr:   envAllowEmpty("ADMIN_ADDR", DefaultAdminAddr),
+	}
+	fs.StringVar(&w.concurrency, "concurrency", cli.Env("WORKER_CONCURRENCY", strconv.Itoa(DefaultConcurrency)), "jobs in flight in this process (WORKER_CONCURRENCY)")
+	fs.StringVar(&w.queues, "queues", cli.Env("WORKER_QUEUES", DefaultQueues), "queues and their weights, name=weight,... (WORKER_QUEUES)")
+	fs.DurationVar(&w.ShutdownTimeout, "shutdown-timeout", DefaultShutdownTimeout, "on SIGTERM/SIGINT, how long in-flight jobs may run before they are handed back to the queue")
+	fs.StringVar(&w.AdminAddr, "admin-addr", w.AdminAddr, "address of /healthz, /readyz and /metrics; empty disables them (ADMIN_ADDR)")
+	fs.DurationVar(&w.QuoteTimeout, "quote-timeout", DefaultQuoteTimeout, "timeout of one quote API request")
+	return w
+}
+
+// Finish validates what flags and environment gave.
+func (w *Worker) Finish() error {
+	n, err := strconv.Atoi(strings.TrimSpace(w.concurrency))
+	if err != nil || n < 1 || n > 10000 {
+		return fmt.Errorf("%w: concurrency %q: want a whole number from 1 to 10000", ErrInvalid, w.concurrency)
+	}
+	w.Concurrency = n
+	if w.Queues, err = ParseQueues(w.queues); err != nil {
+		return err
+	}
+	if w.ShutdownTimeout <= 0 {
+		return fmt.Errorf("%w: shutdown-timeout must be positive", ErrInvalid)
+	}
+	if w.QuoteTimeout <= 0 {
+		return fmt.Errorf("%w: quote-timeout must be positive", ErrInvalid)
+	}
+	return nil
+}
+
+// MarshalZerologObject logs the configuration once at start-up, without
+// secrets or database passwords.
+func (w *Worker) MarshalZerologObject(e *zerolog.Event) {
+	e.Str("redis_url", RedactURL(w.RedisURL)).
+		Str("database_url", RedactURL(w.DatabaseURL)).
+		Str("db_role", w.DBRole).
+		Str("quote_api_url", w.QuoteAPIURL).
+		Bool("quote_api_key_set", w.QuoteAPIKey != "").
+		Dur("quote_timeout", w.QuoteTimeout).
+		Int("concurrency", w.Concurrency).
+		Str("queues", FormatQueues(w.Queues)).
+		Str("admin_addr", w.AdminAddr).
+		Dur("shutdown_timeout", w.ShutdownTimeout)
+}
+
+// ParseQueues parses "critical=6,default=3,low=1". A name without a weight
+// gets weight 1.
+func ParseQueues(s string) (map[string]int, error) {
+	queues := map[string]int{}
+	for _, part := range strings.Split(s, ",") {
+		part = strings.TrimSpace(part)
+		if part == "" {
+			continue
+		}
+		name, weight, hasWeight := strings.Cut(part, "=")
+		name = strings.TrimSpace(name)
+		w := 1
+		if hasWeight {
+			var err error
+			if w, err = strconv.Atoi(strings.TrimSpace(weight)); err != nil || w < 1 {
+				return nil, fmt.Errorf("%w: queues %q: weight of %q must be a whole number >= 1", ErrInvalid, s, name)
+			}
+		}
+		if name == "" || strings.ContainsAny(name, " \t") {
+			return nil, fmt.Errorf("%w: queues %q: bad queue name %q", ErrInvalid, s, name)
+		}
+		if _, dup := queues[name]; dup {
+			return nil, fmt.Errorf("%w: queues %q: %q listed twice", ErrInvalid, s, name)
+		}
+		queues[name] = w
+	}
+	if len(queues) == 0 {
+		return nil, fmt.Errorf("%w: queues %q: no queue", ErrInvalid, s)
+	}
+	return queues, nil
+}
+
+// FormatQueues is the inverse of ParseQueues, sorted by name.
+func FormatQueues(q map[string]int) string {
+	parts := make([]string, 0, len(q))
+	for name, w := range q {
+		parts = append(parts, fmt.Sprintf("%s=%d", name, w))
+	}
+	sort.Strings(parts)
+	return strings.Join(parts, ",")
+}
+
+func envAllowEmpty(name, def string) string {
+	if v, ok := lookupEnv(name); ok {
+		return v
+	}
+	return def
+}

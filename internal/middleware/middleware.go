@@ -1,0 +1,80 @@
+// Package middleware holds the worker's asynq middleware.
+package middleware
+
+import (
+	"context"
+	"time"
+
+	"github.com/hibiken/asynq"
+	"github.com/rs/zerolog"
+
+	"github.com/tickerq/tickerq/tasks"
+)
+
+// JobObserver records finished jobs (package metrics implements it).
+type JobObserver interface {
+	ObserveJob(taskType, outcome string, d time.Duration)
+}
+
+// Job outcomes, as logged and counted.
+const (
+	OutcomeSuccess     = "success"
+	OutcomeRetry       = "retry"
+	OutcomeRateLimited = "rate_limited"
+	OutcomeArchived    = "archived"
+)
+
+// Observe logs each job attempt once, when it ends, with its task id, type,
+// symbol, queue, retry count, outcome and duration, and records it with obs.
+func Observe(log zerolog.Logger, obs JobObserver) asynq.MiddlewareFunc {
+	return func(next asynq.Handler) asynq.Handler {
+		return asynq.HandlerFunc(func(ctx context.Context, t *asynq.Task) error {
+			start := time.Now()
+			err := next.ProcessTask(ctx, t)
+			d := time.Since(start)
+
+			id, _ := asynq.GetTaskID(ctx)
+			queue, _ := asynq.GetQueueName(ctx)
+			retried, _ := asynq.GetRetryCount(ctx)
+			maxRetry, _ := asynq.GetMaxRetry(ctx)
+			outcome := Outcome(err, retried, maxRetry)
+			obs.ObserveJob(t.Type(), outcome, d)
+
+			ev := log.Info()
+			switch outcome {
+			case OutcomeRetry, OutcomeRateLimited:
+				ev = log.Warn()
+			case OutcomeArchived:
+				ev = log.Error()
+			}
+			ev = ev.Str("task_id", id).Str("type", t.Type()).Str("queue", queue).
+				Int("retried", retried).Int("max_retry", maxRetry).
+				Str("outcome", outcome).Dur("duration", d)
+			if sym := tasks.Symbol(t); sym != "" {
+				ev = ev.Str("symbol", sym)
+			}
+			if err != nil {
+				ev = ev.Err(err)
+			}
+			ev.Msg("job")
+			return err
+		})
+	}
+}
+
+// Outcome says what asynq will do with a job that returned err after
+// retried of maxRetry retries.
+func Outcome(err error, retried, maxRetry int) string {
+	switch tasks.Classify(err) {
+	case tasks.Success:
+		return OutcomeSuccess
+	case tasks.RateLimited:
+		return OutcomeRateLimited
+	case tasks.Permanent:
+		return OutcomeArchived
+	}
+	if retried >= maxRetry {
+		return OutcomeArchived
+	}
+	return OutcomeRetry
+}

@@ -1,0 +1,158 @@
+// Package postgres owns tickerq's PostgreSQL side: the connection pool, the
+// one function that runs a job's SQL under the restricted role, the price
+// writes and the schema migrations.
+package postgres
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/rs/zerolog"
+)
+
+// Sentinel errors of this package.
+var (
+	// ErrRejected wraps a database error caused by the data itself (SQLSTATE
+	// classes 22 and 23, e.g. a CHECK violation): retrying cannot help.
+	ErrRejected = errors.New("rejected by the database")
+	// ErrUnsafeRole is returned when DB_ROLE exists but is too powerful to
+	// run jobs under (superuser, BYPASSRLS, CREATEROLE, CREATEDB).
+	ErrUnsafeRole = errors.New("unsafe DB_ROLE")
+)
+
+const (
+	connectTimeout = 5 * time.Second
+	pingTimeout    = 5 * time.Second
+)
+
+// Config configures Open.
+type Config struct {
+	// URL is DATABASE_URL: the login user; pool settings may ride in it.
+	URL string
+	// Role is the role every job's SQL runs under.
+	Role Role
+	// MaxConns is the pool size used when URL has no pool_max_conns: the
+	// worker's concurrency, so no job waits for a connection.
+	MaxConns int32
+	// Logger receives the pool's warnings.
+	Logger zerolog.Logger
+}
+
+// DB is the worker's handle on PostgreSQL. It is safe for concurrent use.
+type DB struct {
+	pool *pgxpool.Pool
+	role Role
+	log  zerolog.Logger
+}
+
+// Open builds the pool, pings the database and checks that the role can be
+// used safely: it exists, the login user is a member, and it is not a
+// superuser or otherwise privileged role.
+func Open(ctx context.Context, cfg Config) (*DB, error) {
+	if cfg.Role == (Role{}) {
+		return nil, fmt.Errorf("%w: empty", ErrInvalidRole)
+	}
+	pcfg, err := pgxpool.ParseConfig(cfg.URL)
+	if err != nil {
+		// pgx's message may echo the URL; strip it of any password.
+		return nil, fmt.Errorf("parse DATABASE_URL: %w", err)
+	}
+	// pgxpool drops pool_* settings once parsed, so look at the text itself
+	// (it is a URL query parameter or a DSN keyword).
+	if !strings.Contains(cfg.URL, "pool_max_conns") && cfg.MaxConns > 0 {
+		pcfg.MaxConns = cfg.MaxConns
+	}
+	if pcfg.ConnConfig.ConnectTimeout == 0 {
+		pcfg.ConnConfig.ConnectTimeout = connectTimeout
+	}
+	db := &DB{role: cfg.Role, log: cfg.Logger}
+	pcfg.PrepareConn = db.prepareConn
+	pool, err := pgxpool.NewWithConfig(ctx, pcfg)
+	if err != nil {
+		return nil, fmt.Errorf("create pool: %w", err)
+	}
+	db.pool = pool
+	if err := db.checkRole(ctx); err != nil {
+		pool.Close()
+		return nil, err
+	}
+	return db, nil
+}
+
+// checkRole pings the database (the pool connects lazily) and checks the role.
+func (db *DB) checkRole(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, pingTimeout)
+	defer cancel()
+	var exists, member, unsafe bool
+	err := db.pool.QueryRow(ctx, `
+		SELECT count(*) > 0,
+		       coalesce(bool_or(pg_has_role(session_user, oid, 'MEMBER')), false),
+		       coalesce(bool_or(rolsuper OR rolbypassrls OR rolcreaterole OR rolcreatedb), false)
+		  FROM pg_roles WHERE rolname = $1`, db.role.String()).Scan(&exists, &member, &unsafe)
+	switch {
+	case err != nil:
+		return fmt.Errorf("ping database: %w", err)
+	case !exists:
+		return fmt.Errorf("role %q does not exist: run `worker migrate`", db.role)
+	case unsafe:
+		return fmt.Errorf("%w %q: it is a superuser or has BYPASSRLS, CREATEROLE or CREATEDB", ErrUnsafeRole, db.role)
+	case !member:
+		return fmt.Errorf("the login user is not a member of role %q: run `worker migrate` as this user or grant it", db.role)
+	}
+	return nil
+}
+
+// prepareConn is the pool's guard: a connection whose current_user differs
+// from its session_user carries a role past its transaction, so it is
+// destroyed and the pool retries with another connection.
+func (db *DB) prepareConn(ctx context.Context, conn *pgx.Conn) (bool, error) {
+	var clean bool
+	if err := conn.QueryRow(ctx, "SELECT current_user = session_user").Scan(&clean); err != nil {
+		return false, fmt.Errorf("check connection role: %w", err)
+	}
+	if !clean {
+		db.log.Error().Uint32("pid", conn.PgConn().PID()).Msg("pooled connection carried a role past its transaction; destroyed")
+	}
+	return clean, nil
+}
+
+// Close closes the pool, waiting for acquired connections to be released.
+func (db *DB) Close() { db.pool.Close() }
+
+// Ping checks that the database answers.
+func (db *DB) Ping(ctx context.Context) error { return db.pool.Ping(ctx) }
+
+// Stat returns the pool's statistics.
+func (db *DB) Stat() *pgxpool.Stat { return db.pool.Stat() }
+
+// Role returns the role jobs run under.
+func (db *DB) Role() Role { return db.role }
+
+// InRole runs fn in one transaction under SET LOCAL ROLE, committing when fn
+// returns nil and rolling back otherwise. It is the only place that sets the
+// role; the role ends with the transaction, so no pooled connection carries
+// it further.
+func (db *DB) InRole(ctx context.Context, fn func(pgx.Tx) error) error {
+	err := pgx.BeginTxFunc(ctx, db.pool, pgx.TxOptions{}, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, "SET LOCAL ROLE "+db.role.ident()); err != nil {
+			return fmt.Errorf("set role %s: %w", db.role, err)
+		}
+		return fn(tx)
+	})
+	return classify(err)
+}
+
+// classify marks errors caused by the data as ErrRejected.
+func classify(err error) error {
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) && (pgErr.Code[:2] == "22" || pgErr.Code[:2] == "23") {
+		return fmt.Errorf("%w: %w", ErrRejected, err)
+	}
+	return err
+}

@@ -1,0 +1,191 @@
+package quote
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// MaxBodyBytes caps how much of an answer's body is read.
+const MaxBodyBytes = 1 << 20
+
+// Defaults for Config's zero values.
+const (
+	DefaultTimeout  = 10 * time.Second
+	DefaultMaxConns = 100
+	// maxRetryAfter bounds a server's Retry-After so a bad header cannot park
+	// a job for days.
+	maxRetryAfter = time.Hour
+)
+
+// Config configures a Client.
+type Config struct {
+	// BaseURL of the API, e.g. http://127.0.0.1:8000.
+	BaseURL string
+	// APIKey is sent as X-Finnhub-Token when set. It is never logged.
+	APIKey string
+	// Timeout bounds one request, body included. Default DefaultTimeout.
+	Timeout time.Duration
+	// MaxConns sizes the connection pool: set it to the worker's concurrency.
+	// Go's default of 2 idle connections per host would make every other
+	// request open a new connection.
+	MaxConns int
+	// Observe, when set, is called once per request with the outcome
+	// ("200", "429", "error", ...) and the request's duration.
+	Observe func(outcome string, d time.Duration)
+}
+
+// Client fetches quotes. It is safe for concurrent use.
+type Client struct {
+	endpoint *url.URL
+	apiKey   string
+	timeout  time.Duration
+	http     *http.Client
+	observe  func(string, time.Duration)
+}
+
+// New returns a Client with one shared transport sized to cfg.MaxConns.
+func New(cfg Config) (*Client, error) {
+	base, err := url.Parse(cfg.BaseURL)
+	if err != nil || (base.Scheme != "http" && base.Scheme != "https") || base.Host == "" {
+		return nil, fmt.Errorf("quote api url %q: want http(s)://host[:port]", cfg.BaseURL)
+	}
+	if cfg.Timeout <= 0 {
+		cfg.Timeout = DefaultTimeout
+	}
+	if cfg.MaxConns <= 0 {
+		cfg.MaxConns = DefaultMaxConns
+	}
+	observe := cfg.Observe
+	if observe == nil {
+		observe = func(string, time.Duration) {}
+	}
+	transport := &http.Transport{
+		Proxy:                 http.ProxyFromEnvironment,
+		DialContext:           (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+		ForceAttemptHTTP2:     true,
+		MaxIdleConns:          cfg.MaxConns,
+		MaxIdleConnsPerHost:   cfg.MaxConns,
+		IdleConnTimeout:       90 * time.Second,
+		TLSHandshakeTimeout:   5 * time.Second,
+		ResponseHeaderTimeout: cfg.Timeout,
+		ExpectContinueTimeout: time.Second,
+	}
+	return &Client{
+		endpoint: base.JoinPath("api/v1/quote"),
+		apiKey:   cfg.APIKey,
+		timeout:  cfg.Timeout,
+		http:     &http.Client{Transport: transport},
+		observe:  observe,
+	}, nil
+}
+
+// Close releases idle connections.
+func (c *Client) Close() { c.http.CloseIdleConnections() }
+
+// Quote fetches the quote of symbol. Errors are ErrUnknownSymbol,
+// ErrInvalidQuote (wrapping ErrBodyTooLarge when the body is too large),
+// *StatusError, or a transport error (timeouts, resets, refused connections).
+func (c *Client) Quote(ctx context.Context, symbol string) (q Quote, err error) {
+	start := time.Now()
+	outcome := "error"
+	defer func() { c.observe(outcome, time.Since(start)) }()
+
+	ctx, cancel := context.WithTimeout(ctx, c.timeout)
+	defer cancel()
+	u := *c.endpoint
+	u.RawQuery = url.Values{"symbol": {symbol}}.Encode()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
+	if err != nil {
+		return Quote{}, fmt.Errorf("build quote request: %w", err)
+	}
+	req.Header.Set("Accept", "application/json")
+	req.Header.Set("User-Agent", "tickerq")
+	if c.apiKey != "" {
+		req.Header.Set("X-Finnhub-Token", c.apiKey)
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		// url.Error carries the URL, which holds no secret: the key is a header.
+		return Quote{}, fmt.Errorf("quote request: %w", err)
+	}
+	defer drainAndClose(resp.Body)
+	outcome = strconv.Itoa(resp.StatusCode)
+
+	body, readErr := io.ReadAll(io.LimitReader(resp.Body, MaxBodyBytes+1))
+	switch {
+	case resp.StatusCode == http.StatusNotFound:
+		return Quote{}, fmt.Errorf("%w %q: quote api answered 404", ErrUnknownSymbol, symbol)
+	case resp.StatusCode != http.StatusOK:
+		return Quote{}, &StatusError{
+			Code:       resp.StatusCode,
+			RetryAfter: parseRetryAfterHeader(resp.Header.Get("Retry-After"), time.Now()),
+			Body:       snippet(body),
+		}
+	case readErr != nil:
+		return Quote{}, fmt.Errorf("read quote body: %w", readErr)
+	case len(body) > MaxBodyBytes:
+		return Quote{}, fmt.Errorf("%w: %w: over %d bytes", ErrInvalidQuote, ErrBodyTooLarge, MaxBodyBytes)
+	}
+	return parseQuote(symbol, body)
+}
+
+func (e *StatusError) Error() string {
+	msg := fmt.Sprintf("quote api answered %d %s", e.Code, http.StatusText(e.Code))
+	if e.RetryAfter > 0 {
+		msg += fmt.Sprintf(" (retry after %s)", e.RetryAfter)
+	}
+	if e.Body != "" {
+		msg += ": " + e.Body
+	}
+	return msg
+}
+
+// drainAndClose reads what is left of a body (up to a bound) so the
+// connection can be reused, then closes it.
+func drainAndClose(body io.ReadCloser) {
+	_, _ = io.Copy(io.Discard, io.LimitReader(body, MaxBodyBytes))
+	_ = body.Close()
+}
+
+// snippet is the start of a body, on one line, for error messages.
+func snippet(body []byte) string {
+	const n = 200
+	s := strings.Join(strings.Fields(string(body)), " ")
+	if len(s) > n {
+		s = s[:n] + "…"
+	}
+	return s
+}
+
+// ParseRetryAfter parses a Retry-After value, either delay-seconds or an
+// HTTP date, relative to now. ok is false when v is empty or malformed. The
+// result is clamped to [0, 1h].
+func ParseRetryAfter(v string, now time.Time) (d time.Duration, ok bool) {
+	v = strings.TrimSpace(v)
+	if v == "" {
+		return 0, false
+	}
+	if secs, err := strconv.ParseUint(v, 10, 64); err == nil {
+		if secs > uint64(maxRetryAfter/time.Second) {
+			return maxRetryAfter, true
+		}
+		return time.Duration(secs) * time.Second, true
+	}
+	t, err := http.ParseTime(v)
+	if err != nil {
+		return 0, false
+	}
+	return min(max(t.Sub(now), 0), maxRetryAfter), true
+}
+
+func parseRetryAfterHeader(v string, now time.Time) time.Duration {
+	d, _ := ParseRetryAfter(v, now)
+	return d
+}

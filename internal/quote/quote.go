@@ -1,0 +1,146 @@
+// Package quote is the client of the Finnhub-compatible quote API:
+// GET {base}/api/v1/quote?symbol=SYM answering
+// {"c":173.25,"d":1.2,"dp":0.7,"h":174.1,"l":171.5,"o":172.0,"pc":172.05,"t":1763719200}.
+//
+// Prices are kept as the exact decimal text of the JSON numbers, so nothing is
+// rounded on the way from JSON to the database's numeric columns.
+package quote
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"strconv"
+	"time"
+)
+
+// Sentinel errors. Whether a failure is permanent is decided by the caller
+// (package tasks); these only say what happened.
+var (
+	// ErrUnknownSymbol: the API does not know the symbol (404, or Finnhub's
+	// answer of c == 0 and t == 0).
+	ErrUnknownSymbol = errors.New("unknown symbol")
+	// ErrInvalidQuote: a 200 answer whose body is not a valid quote.
+	ErrInvalidQuote = errors.New("invalid quote")
+	// ErrBodyTooLarge: the answer's body exceeds MaxBodyBytes. It is always
+	// wrapped together with ErrInvalidQuote.
+	ErrBodyTooLarge = errors.New("body too large")
+)
+
+// StatusError is a non-200 answer from the API (other than 404, which is
+// ErrUnknownSymbol).
+type StatusError struct {
+	// Code is the HTTP status code.
+	Code int
+	// RetryAfter is the parsed Retry-After header; zero when absent or invalid.
+	RetryAfter time.Duration
+	// Body is the start of the answer's body, for the error message.
+	Body string
+}
+
+// Quote is one validated quote. Decimal fields hold the exact JSON number
+// text; optional ones are empty when the API sent null or left them out.
+type Quote struct {
+	Symbol    string      `json:"symbol"`
+	Price     json.Number `json:"price"`
+	Change    json.Number `json:"change,omitempty"`
+	ChangePct json.Number `json:"change_pct,omitempty"`
+	DayHigh   json.Number `json:"day_high,omitempty"`
+	DayLow    json.Number `json:"day_low,omitempty"`
+	DayOpen   json.Number `json:"day_open,omitempty"`
+	PrevClose json.Number `json:"prev_close,omitempty"`
+	QuotedAt  time.Time   `json:"quoted_at"`
+}
+
+// wireQuote is the API's answer with every field kept raw, so that types are
+// checked strictly instead of coerced.
+type wireQuote struct {
+	C, D, DP, H, L, O, PC, T json.RawMessage
+}
+
+// parseQuote decodes and validates a 200 answer's body.
+func parseQuote(symbol string, body []byte) (Quote, error) {
+	var w wireQuote
+	if err := json.Unmarshal(body, &w); err != nil {
+		return Quote{}, fmt.Errorf("%w: %w", ErrInvalidQuote, err)
+	}
+	price, priceVal, err := number("c", w.C, true)
+	if err != nil {
+		return Quote{}, err
+	}
+	ts, err := unixTime(w.T)
+	if err != nil {
+		return Quote{}, err
+	}
+	switch {
+	case priceVal == 0 && ts == 0:
+		return Quote{}, fmt.Errorf("%w %q", ErrUnknownSymbol, symbol)
+	case priceVal == 0:
+		return Quote{}, fmt.Errorf("%w: price c is 0 with quote time t=%d", ErrInvalidQuote, ts)
+	case priceVal < 0:
+		return Quote{}, fmt.Errorf("%w: price c is negative (%s)", ErrInvalidQuote, price)
+	case ts <= 0:
+		return Quote{}, fmt.Errorf("%w: quote time t must be positive, got %d", ErrInvalidQuote, ts)
+	}
+	q := Quote{Symbol: symbol, Price: price, QuotedAt: time.Unix(ts, 0).UTC()}
+	for _, f := range []struct {
+		name        string
+		raw         json.RawMessage
+		dst         *json.Number
+		nonNegative bool
+	}{
+		{"d", w.D, &q.Change, false},
+		{"dp", w.DP, &q.ChangePct, false},
+		{"h", w.H, &q.DayHigh, true},
+		{"l", w.L, &q.DayLow, true},
+		{"o", w.O, &q.DayOpen, true},
+		{"pc", w.PC, &q.PrevClose, true},
+	} {
+		n, v, err := number(f.name, f.raw, false)
+		if err != nil {
+			return Quote{}, err
+		}
+		if f.nonNegative && v < 0 {
+			return Quote{}, fmt.Errorf("%w: %s is negative (%s)", ErrInvalidQuote, f.name, n)
+		}
+		*f.dst = n
+	}
+	return q, nil
+}
+
+// number checks that raw is a finite JSON number and returns its exact text
+// and its value. A missing or null optional field gives "".
+func number(name string, raw json.RawMessage, required bool) (json.Number, float64, error) {
+	if len(raw) == 0 || string(raw) == "null" {
+		if required {
+			return "", 0, fmt.Errorf("%w: %s is missing or null", ErrInvalidQuote, name)
+		}
+		return "", 0, nil
+	}
+	if c := raw[0]; c != '-' && (c < '0' || c > '9') {
+		return "", 0, fmt.Errorf("%w: %s is not a number: %.40s", ErrInvalidQuote, name, raw)
+	}
+	s := string(raw)
+	v, err := strconv.ParseFloat(s, 64)
+	if err != nil || math.IsInf(v, 0) || math.IsNaN(v) {
+		return "", 0, fmt.Errorf("%w: %s is not a finite number: %.40s", ErrInvalidQuote, name, s)
+	}
+	return json.Number(s), v, nil
+}
+
+// unixTime reads t, the quote time in whole Unix seconds.
+func unixTime(raw json.RawMessage) (int64, error) {
+	n, v, err := number("t", raw, true)
+	if err != nil {
+		return 0, err
+	}
+	if i, err := strconv.ParseInt(n.String(), 10, 64); err == nil {
+		return i, nil
+	}
+	// 1763719200.0 or 1.7637192e9: accepted when integral and in range.
+	if v != math.Trunc(v) || math.Abs(v) > 1<<53 {
+		return 0, fmt.Errorf("%w: t is not a whole number of seconds: %s", ErrInvalidQuote, n)
+	}
+	return int64(v), nil
+}

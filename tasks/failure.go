@@ -1,0 +1,113 @@
+package tasks
+
+import (
+	"errors"
+	"math/rand/v2"
+	"net/http"
+	"time"
+
+	"github.com/hibiken/asynq"
+
+	"github.com/tickerq/tickerq/internal/postgres"
+	"github.com/tickerq/tickerq/internal/quote"
+)
+
+// Class is how a job's failure is handled. Classify is the one place that
+// decides it; IsFailure and RetryDelay, plugged into asynq's server config,
+// and the handler's use of asynq.SkipRetry follow from it.
+type Class int
+
+// Failure classes.
+const (
+	// Success: no error.
+	Success Class = iota
+	// Transient failures (5xx, timeouts, resets, database unavailable) are
+	// retried with exponential backoff and count as failures.
+	Transient
+	// RateLimited failures (429) are retried after the server's Retry-After
+	// and do not count as failures or use up a retry.
+	RateLimited
+	// Permanent failures (unknown symbol, invalid quote, other 4xx, data the
+	// database rejects, bad payload) are archived at once.
+	Permanent
+)
+
+func (c Class) String() string {
+	switch c {
+	case Success:
+		return "success"
+	case Transient:
+		return "transient"
+	case RateLimited:
+		return "rate_limited"
+	case Permanent:
+		return "permanent"
+	}
+	return "unknown"
+}
+
+// errBadPayload marks a payload that can never be processed.
+var errBadPayload = errors.New("bad payload")
+
+// Classify decides the class of a handler error.
+func Classify(err error) Class {
+	var status *quote.StatusError
+	switch {
+	case err == nil:
+		return Success
+	case errors.Is(err, asynq.SkipRetry),
+		errors.Is(err, errBadPayload),
+		errors.Is(err, ErrInvalidSymbol),
+		errors.Is(err, quote.ErrUnknownSymbol),
+		errors.Is(err, quote.ErrInvalidQuote),
+		errors.Is(err, postgres.ErrRejected):
+		return Permanent
+	case errors.As(err, &status):
+		switch {
+		case status.Code == http.StatusTooManyRequests:
+			return RateLimited
+		case status.Code >= 400 && status.Code < 500:
+			return Permanent
+		}
+	}
+	return Transient
+}
+
+// Retry policy.
+const (
+	// DefaultRateLimitDelay is used when a 429 carries no usable Retry-After.
+	DefaultRateLimitDelay = time.Second
+	backoffBase           = time.Second
+	backoffMax            = 10 * time.Minute
+)
+
+// IsFailure is asynq's Config.IsFailure: rate limiting is not a failure.
+func IsFailure(err error) bool { return Classify(err) != RateLimited }
+
+// RetryDelay is asynq's Config.RetryDelayFunc: a rate-limited job waits what
+// the server asked for; any other one backs off exponentially from 1 s
+// (doubling per retry, capped at 10 min) with up to 20% jitter.
+func RetryDelay(n int, err error, _ *asynq.Task) time.Duration {
+	if Classify(err) == RateLimited {
+		var status *quote.StatusError
+		if errors.As(err, &status) && status.RetryAfter > 0 {
+			return status.RetryAfter
+		}
+		return DefaultRateLimitDelay
+	}
+	d := backoffMax
+	if n < 20 {
+		d = min(backoffBase<<n, backoffMax)
+	}
+	return d + rand.N(d/5+1)
+}
+
+// finish maps a handler error to what asynq must see: permanent failures
+// carry asynq.SkipRetry so they are archived at once.
+func finish(err error) error {
+	if Classify(err) == Permanent && !errors.Is(err, asynq.SkipRetry) {
+		return errors.Join(err, asynq.SkipRetry)
+	}
+	return err
+}
+

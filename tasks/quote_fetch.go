@@ -1,0 +1,88 @@
+// Package tasks is the public face of tickerq's jobs: task type names,
+// payloads, constructors and handlers. Any Go program can import it to
+// enqueue the same jobs the producer CLI enqueues.
+package tasks
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"regexp"
+	"strings"
+	"time"
+
+	"github.com/hibiken/asynq"
+)
+
+// TypeQuoteFetch is the asynq task type of a stock-quote fetch. Task types are
+// wire format: queued tasks carry this string, so it is never renamed.
+const TypeQuoteFetch = "quote:fetch"
+
+// Defaults attached by NewQuoteFetchTask; options passed by the caller win.
+const (
+	// DefaultTimeout bounds one attempt: the quote call plus the database write.
+	DefaultTimeout = 30 * time.Second
+	// DefaultMaxRetry is how many times a transiently failing job is retried
+	// before it is archived.
+	DefaultMaxRetry = 10
+	// DefaultRetention keeps completed jobs and their results visible.
+	DefaultRetention = 24 * time.Hour
+)
+
+// ErrInvalidSymbol is returned for a symbol that does not match the
+// contract's pattern after upper-casing.
+var ErrInvalidSymbol = errors.New("invalid symbol")
+
+var symbolPattern = regexp.MustCompile(`^[A-Z0-9][A-Z0-9.\-]{0,14}$`)
+
+// NormalizeSymbol upper-cases s and checks it against the symbol pattern
+// `^[A-Z0-9][A-Z0-9.\-]{0,14}$` (e.g. GOOG, BRK.B, RDS-A).
+func NormalizeSymbol(s string) (string, error) {
+	sym := strings.ToUpper(s)
+	if !symbolPattern.MatchString(sym) {
+		return "", fmt.Errorf("%w %q: want 1-15 characters of A-Z, 0-9, '.' or '-', starting with a letter or digit", ErrInvalidSymbol, s)
+	}
+	return sym, nil
+}
+
+// QuoteFetchPayload is the JSON payload of a TypeQuoteFetch task.
+type QuoteFetchPayload struct {
+	Symbol string `json:"symbol"`
+}
+
+// NewQuoteFetchTask returns a task that fetches and stores the quote of
+// symbol. The symbol is normalized and validated. The task carries
+// DefaultTimeout, DefaultMaxRetry and DefaultRetention; opts are applied after
+// them, so a caller's Timeout, MaxRetry or Retention takes precedence.
+func NewQuoteFetchTask(symbol string, opts ...asynq.Option) (*asynq.Task, error) {
+	sym, err := NormalizeSymbol(symbol)
+	if err != nil {
+		return nil, err
+	}
+	payload, err := json.Marshal(QuoteFetchPayload{Symbol: sym})
+	if err != nil {
+		return nil, fmt.Errorf("encode payload: %w", err)
+	}
+	all := append([]asynq.Option{
+		asynq.Timeout(DefaultTimeout),
+		asynq.MaxRetry(DefaultMaxRetry),
+		asynq.Retention(DefaultRetention),
+	}, opts...)
+	return asynq.NewTask(TypeQuoteFetch, payload, all...), nil
+}
+
+// ParseQuoteFetchPayload decodes and validates a TypeQuoteFetch payload.
+func ParseQuoteFetchPayload(data []byte) (QuoteFetchPayload, error) {
+	// Unknown fields are ignored so that a newer producer's payload still
+	// runs on an older worker.
+	var p QuoteFetchPayload
+	if err := json.Unmarshal(data, &p); err != nil {
+		return QuoteFetchPayload{}, fmt.Errorf("decode payload: %w", err)
+	}
+	sym, err := NormalizeSymbol(p.Symbol)
+	if err != nil {
+		return QuoteFetchPayload{}, err
+	}
+	p.Symbol = sym
+	return p, nil
+}

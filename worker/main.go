@@ -1,0 +1,198 @@
+// Command worker runs tickerq's asynq worker: it fetches quote-fetch jobs from
+// Redis, calls the quote API and writes the quotes to PostgreSQL under the
+// restricted role. `worker migrate` applies the schema and the role.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
+	"github.com/spf13/cobra"
+
+	"github.com/tickerq/tickerq/internal/admin"
+	"github.com/tickerq/tickerq/internal/cli"
+	"github.com/tickerq/tickerq/internal/config"
+	"github.com/tickerq/tickerq/internal/logging"
+	"github.com/tickerq/tickerq/internal/metrics"
+	"github.com/tickerq/tickerq/internal/middleware"
+	"github.com/tickerq/tickerq/internal/postgres"
+	"github.com/tickerq/tickerq/internal/quote"
+	"github.com/tickerq/tickerq/tasks"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := cli.Execute(ctx, rootCmd(), os.Args[1:], os.Stderr)
+	stop()
+	os.Exit(code)
+}
+
+func rootCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "worker",
+		Short: "Process quote-fetch jobs until SIGINT or SIGTERM",
+		Long: `worker processes quote-fetch jobs from Redis until SIGINT or SIGTERM.
+On a signal it stops fetching, lets in-flight jobs finish (bounded by
+--shutdown-timeout) and exits 0.
+
+Environment: REDIS_URL, DATABASE_URL, DB_ROLE, QUOTE_API_URL, QUOTE_API_KEY,
+WORKER_CONCURRENCY, WORKER_QUEUES, ADMIN_ADDR, LOG_LEVEL, LOG_FORMAT.`,
+		Args: cobra.NoArgs,
+	}
+	cfg := config.BindWorker(cmd.Flags())
+	cmd.RunE = func(cmd *cobra.Command, _ []string) error { return run(cmd.Context(), cfg) }
+	cmd.AddCommand(migrateCmd())
+	return cmd
+}
+
+func migrateCmd() *cobra.Command {
+	var member string
+	cmd := &cobra.Command{
+		Use:   "migrate",
+		Short: "Apply the schema and the DB_ROLE role, then exit",
+		Long: `migrate creates or upgrades the tables, creates the NOLOGIN role DB_ROLE
+with only the privileges the writes need, and makes the login user a member.
+It is idempotent and safe to run from several hosts at once.
+
+Environment: DATABASE_URL, DB_ROLE, LOG_LEVEL, LOG_FORMAT.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			log, err := logging.New(os.Stderr, cli.Env("LOG_LEVEL", "info"), cli.Env("LOG_FORMAT", "json"))
+			if err != nil {
+				return cli.Usage(err)
+			}
+			role, err := postgres.ParseRole(cli.Env("DB_ROLE", config.DefaultDBRole))
+			if err != nil {
+				return cli.Usage(err)
+			}
+			ctx, cancel := context.WithTimeout(cmd.Context(), 2*time.Minute)
+			defer cancel()
+			res, err := postgres.Migrate(ctx, cli.Env("DATABASE_URL", config.DefaultDatabaseURL),
+				postgres.MigrateOptions{Role: role, Member: member})
+			if errors.Is(err, postgres.ErrUnsafeRole) {
+				return cli.Usage(err)
+			}
+			if err != nil {
+				return err
+			}
+			for _, w := range res.Warnings {
+				log.Warn().Msg(w)
+			}
+			log.Info().Int32("from_version", res.From).Int32("to_version", res.To).Str("role", role.String()).Msg("migrated")
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&member, "grant-to", "", "login user to make a member of DB_ROLE (default: the migrating user)")
+	return cmd
+}
+
+// run wires the worker top to bottom and shuts it down in reverse order.
+func run(ctx context.Context, cfg *config.Worker) error {
+	if err := cfg.Finish(); err != nil {
+		return cli.Usage(err)
+	}
+	log, err := logging.New(os.Stderr, cfg.LogLevel, cfg.LogFormat)
+	if err != nil {
+		return cli.Usage(err)
+	}
+	role, err := postgres.ParseRole(cfg.DBRole)
+	if err != nil {
+		return cli.Usage(err)
+	}
+	redisOpt, err := asynq.ParseRedisURI(cfg.RedisURL)
+	if err != nil {
+		return cli.Usagef("REDIS_URL: %w", err)
+	}
+	log.Info().Object("config", cfg).Msg("starting worker")
+
+	rdb, ok := redisOpt.MakeRedisClient().(redis.UniversalClient)
+	if !ok {
+		return fmt.Errorf("REDIS_URL: unsupported connection type %T", redisOpt)
+	}
+	defer rdb.Close()
+	if err := pingRedis(ctx, rdb); err != nil {
+		return err
+	}
+
+	db, err := postgres.Open(ctx, postgres.Config{
+		URL: cfg.DatabaseURL, Role: role, MaxConns: int32(cfg.Concurrency), Logger: log,
+	})
+	if errors.Is(err, postgres.ErrUnsafeRole) {
+		return cli.Usage(err)
+	}
+	if err != nil {
+		return fmt.Errorf("postgres: %w", err)
+	}
+	defer db.Close() // last: in-flight jobs are done by then
+
+	m := metrics.New(db)
+	quotes, err := quote.New(quote.Config{
+		BaseURL:  cfg.QuoteAPIURL,
+		APIKey:   string(cfg.QuoteAPIKey),
+		Timeout:  cfg.QuoteTimeout,
+		MaxConns: cfg.Concurrency,
+		Observe:  m.ObserveQuote,
+	})
+	if err != nil {
+		return cli.Usage(err)
+	}
+	defer quotes.Close()
+
+	if cfg.AdminAddr != "" {
+		checks := []admin.Check{
+			{Name: "redis", Fn: func(ctx context.Context) error { return rdb.Ping(ctx).Err() }},
+			{Name: "postgres", Fn: db.Ping},
+		}
+		adm, err := admin.Start(cfg.AdminAddr, admin.Handler(checks, m.Handler()), log)
+		if err != nil {
+			return err
+		}
+		log.Info().Str("addr", adm.Addr()).Msg("admin server listening")
+		defer func() {
+			ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+			defer cancel()
+			_ = adm.Shutdown(ctx)
+		}()
+	}
+
+	srv := asynq.NewServer(redisOpt, asynq.Config{
+		Concurrency:              cfg.Concurrency,
+		Queues:                   cfg.Queues,
+		ShutdownTimeout:          cfg.ShutdownTimeout,
+		IsFailure:                tasks.IsFailure,
+		RetryDelayFunc:           tasks.RetryDelay,
+		Logger:                   logging.Asynq{L: log.With().Str("component", "asynq").Logger()},
+		LogLevel:                 logging.AsynqLevel(log.GetLevel()),
+		TaskCheckInterval:        200 * time.Millisecond,
+		DelayedTaskCheckInterval: time.Second,
+	})
+	mux := asynq.NewServeMux()
+	mux.Use(middleware.Observe(log, m))
+	mux.Handle(tasks.TypeQuoteFetch, tasks.NewQuoteFetchHandler(quotes, db))
+	if err := srv.Start(mux); err != nil {
+		return fmt.Errorf("start asynq server: %w", err)
+	}
+	log.Info().Int("concurrency", cfg.Concurrency).Str("queues", config.FormatQueues(cfg.Queues)).Msg("worker running")
+
+	<-ctx.Done()
+	log.Info().Dur("shutdown_timeout", cfg.ShutdownTimeout).Msg("signal received: stopping fetch, draining in-flight jobs")
+	srv.Shutdown() // stops fetching, waits for in-flight jobs up to ShutdownTimeout
+	log.Info().Msg("worker stopped")
+	return nil
+}
+
+func pingRedis(ctx context.Context, rdb redis.UniversalClient) error {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if err := rdb.Ping(ctx).Err(); err != nil {
+		return fmt.Errorf("redis: %w", err)
+	}
+	return nil
+}
