@@ -22,7 +22,7 @@ func openDB(t *testing.T, url string, role postgres.Role) *postgres.DB {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	db, err := postgres.Open(ctx, postgres.Config{URL: url, Role: role, MaxConns: 8, Logger: zerolog.Nop()})
+	db, err := postgres.Open(ctx, postgres.Config{URL: url, Role: role, MaxConns: 4, Logger: zerolog.Nop()})
 	if err != nil {
 		t.Fatalf("open: %v", err)
 	}

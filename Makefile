@@ -1,0 +1,48 @@
+# tickerq — `make help` lists the targets.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+BIN        := $(CURDIR)/bin
+RUN_DIR    := $(CURDIR)/run
+GOPATH_BIN := $(shell go env GOPATH)/bin
+STATICCHECK_VERSION := 2026.2.2
+WATCHLIST  ?= examples/watchlist.txt
+export REDIS_URL    ?= redis://127.0.0.1:6379/0
+export DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/tickerq?sslmode=disable
+
+.PHONY: help
+help: ## list the targets
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+.PHONY: services
+services: ## make Redis and PostgreSQL available (start or install them) and create the database
+	@scripts/services.sh
+
+.PHONY: build
+build: ## build worker, producer and quoteserver into ./bin
+	go build -o $(BIN)/ ./worker ./producer ./quoteserver
+
+.PHONY: migrate
+migrate: services build ## apply the schema and the DB_ROLE role
+	$(BIN)/worker migrate
+
+.PHONY: run
+run: migrate stop ## services, schema, quoteserver and worker in the background, then enqueue the sample watchlist
+	@scripts/run.sh "$(BIN)" "$(RUN_DIR)" "$(WATCHLIST)"
+
+.PHONY: stop
+stop: ## stop the quoteserver and worker that `make run` started
+	@scripts/stop.sh "$(RUN_DIR)"
+
+.PHONY: lint
+lint: $(GOPATH_BIN)/staticcheck ## gofmt, go vet and staticcheck
+	@out=$$(gofmt -l .); if [ -n "$$out" ]; then echo "gofmt needed on:"; echo "$$out"; exit 1; fi
+	go vet ./...
+	$(GOPATH_BIN)/staticcheck ./...
+
+.PHONY: test
+test: services lint ## services, lint, then every test with the race detector
+	go test -race -count=1 -timeout 30m ./...
+
+$(GOPATH_BIN)/staticcheck:
+	go install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)

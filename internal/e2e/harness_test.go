@@ -1,0 +1,327 @@
+package e2e
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/tickerq/tickerq/internal/testenv"
+)
+
+// bin is where TestMain built the three programs.
+var bin string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "tickerq-e2e-bin-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	// Built without the race detector: these tests measure wall time, and the
+	// packages' own tests already run under -race.
+	build := exec.Command("go", "build", "-o", dir+"/", "../../worker", "../../producer", "../../quoteserver")
+	build.Stdout, build.Stderr = os.Stderr, os.Stderr
+	if err := build.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "e2e: build:", err)
+		os.Exit(1)
+	}
+	bin = dir
+	code := m.Run()
+	_ = os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// env is one test's world: its own database, role and Redis DB.
+type env struct {
+	t     *testing.T
+	db    *testenv.Database
+	redis string
+	vars  []string
+}
+
+func newEnv(t *testing.T) *env {
+	t.Helper()
+	e := &env{t: t, db: testenv.NewDatabase(t), redis: testenv.RedisURL(t)}
+	e.vars = []string{
+		"REDIS_URL=" + e.redis,
+		"DATABASE_URL=" + e.db.URL,
+		"DB_ROLE=" + e.db.Role.String(),
+		"ADMIN_ADDR=",
+		"LOG_LEVEL=info",
+		"LOG_FORMAT=json",
+	}
+	return e
+}
+
+// environ is the process environment for the programs: the test's variables
+// win over anything inherited.
+func (e *env) environ(extra ...string) []string {
+	out := []string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME")}
+	return append(append(out, e.vars...), extra...)
+}
+
+// proc is a program running in the background.
+type proc struct {
+	cmd    *exec.Cmd
+	name   string
+	logs   *syncBuffer
+	done   chan struct{}
+	err    error
+	exited bool
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// start runs program with args in the background; it is killed when the
+// test ends, and its logs are shown if the test failed.
+func (e *env) start(program string, extraEnv []string, args ...string) *proc {
+	e.t.Helper()
+	p := &proc{name: program, logs: &syncBuffer{}, done: make(chan struct{})}
+	p.cmd = exec.Command(filepath.Join(bin, program), args...)
+	p.cmd.Env = e.environ(extraEnv...)
+	p.cmd.Stdout, p.cmd.Stderr = p.logs, p.logs
+	if err := p.cmd.Start(); err != nil {
+		e.t.Fatalf("start %s: %v", program, err)
+	}
+	go func() {
+		p.err = p.cmd.Wait()
+		close(p.done)
+	}()
+	e.t.Cleanup(func() {
+		p.kill()
+		if e.t.Failed() {
+			e.t.Logf("--- %s logs (last 4 KiB) ---\n%s", program, tail(p.logs.String(), 4096))
+		}
+	})
+	return p
+}
+
+func tail(s string, n int) string {
+	if len(s) > n {
+		return s[len(s)-n:]
+	}
+	return s
+}
+
+func (p *proc) kill() {
+	select {
+	case <-p.done:
+	default:
+		_ = p.cmd.Process.Kill()
+		<-p.done
+	}
+}
+
+// stop sends SIGTERM and returns the exit code, failing after timeout.
+func (p *proc) stop(t *testing.T, timeout time.Duration) int {
+	t.Helper()
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-p.done:
+	case <-time.After(timeout):
+		t.Fatalf("%s did not exit within %s of SIGTERM", p.name, timeout)
+	}
+	var exit *exec.ExitError
+	if errors.As(p.err, &exit) {
+		return exit.ExitCode()
+	}
+	if p.err != nil {
+		t.Fatalf("%s: %v", p.name, p.err)
+	}
+	return 0
+}
+
+// startQuoteserver runs quoteserver on a free port and returns its base URL.
+func (e *env) startQuoteserver(args ...string) (string, *proc) {
+	e.t.Helper()
+	p := e.start("quoteserver", nil, append([]string{"--addr", "127.0.0.1:0"}, args...)...)
+	deadline := time.Now().Add(15 * time.Second)
+	for time.Now().Before(deadline) {
+		for _, line := range strings.Split(p.logs.String(), "\n") {
+			var ev struct {
+				Msg  string `json:"message"`
+				Addr string `json:"addr"`
+			}
+			if json.Unmarshal([]byte(line), &ev) == nil && ev.Addr != "" {
+				return "http://" + ev.Addr, p
+			}
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	e.t.Fatalf("quoteserver did not report its address; logs:\n%s", p.logs.String())
+	return "", nil
+}
+
+// startWorker runs the worker and waits until its admin server is ready.
+func (e *env) startWorker(extraEnv []string, args ...string) (*proc, string) {
+	e.t.Helper()
+	admin := freeAddr(e.t)
+	p := e.start("worker", append([]string{"ADMIN_ADDR=" + admin}, extraEnv...), args...)
+	waitHTTP(e.t, "http://"+admin+"/readyz", 30*time.Second, p)
+	return p, admin
+}
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+func waitHTTP(t *testing.T, url string, timeout time.Duration, p *proc) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for time.Now().Before(deadline) {
+		select {
+		case <-p.done:
+			t.Fatalf("%s exited early: %v\n%s", p.name, p.err, p.logs.String())
+		default:
+		}
+		resp, err := http.Get(url)
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return
+			}
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatalf("%s not ready at %s within %s\n%s", p.name, url, timeout, p.logs.String())
+}
+
+// result of a finished program.
+type result struct {
+	code           int
+	stdout, stderr string
+}
+
+// run runs program to completion with stdin.
+func (e *env) run(program string, stdin io.Reader, extraEnv []string, args ...string) result {
+	e.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, filepath.Join(bin, program), args...)
+	cmd.Env = e.environ(extraEnv...)
+	cmd.Stdin = stdin
+	var out, errOut bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errOut
+	err := cmd.Run()
+	r := result{stdout: out.String(), stderr: errOut.String()}
+	var exit *exec.ExitError
+	switch {
+	case errors.As(err, &exit):
+		r.code = exit.ExitCode()
+	case err != nil:
+		e.t.Fatalf("run %s %v: %v", program, args, err)
+	}
+	return r
+}
+
+// producer runs producer and fails the test unless it exits 0.
+func (e *env) producer(stdin io.Reader, args ...string) string {
+	e.t.Helper()
+	r := e.run("producer", stdin, nil, args...)
+	if r.code != 0 {
+		e.t.Fatalf("producer %v: exit %d\nstderr: %s", args, r.code, r.stderr)
+	}
+	return r.stdout
+}
+
+// queueStats is one queue of `producer stats --json`.
+type queueStats struct {
+	Queue     string `json:"queue"`
+	Pending   int    `json:"pending"`
+	Active    int    `json:"active"`
+	Scheduled int    `json:"scheduled"`
+	Retry     int    `json:"retry"`
+	Archived  int    `json:"archived"`
+	Completed int    `json:"completed"`
+	Processed int    `json:"processed"`
+	Failed    int    `json:"failed"`
+}
+
+func (e *env) stats() map[string]queueStats {
+	e.t.Helper()
+	var list []queueStats
+	out := e.producer(nil, "stats", "--json")
+	if err := json.Unmarshal([]byte(out), &list); err != nil {
+		e.t.Fatalf("stats --json: %v\n%s", err, out)
+	}
+	m := map[string]queueStats{}
+	for _, q := range list {
+		m[q.Queue] = q
+	}
+	return m
+}
+
+// enqueueFile enqueues symbols through `producer enqueue --file -` and
+// returns the task ids.
+func (e *env) enqueueFile(symbols []string, args ...string) []string {
+	e.t.Helper()
+	in := strings.NewReader(strings.Join(symbols, "\n") + "\n")
+	out := e.producer(in, append([]string{"enqueue", "--file", "-"}, args...)...)
+	var ids []string
+	sc := bufio.NewScanner(strings.NewReader(out))
+	for sc.Scan() {
+		id, _, ok := strings.Cut(sc.Text(), "\t")
+		if !ok {
+			e.t.Fatalf("enqueue output line %q is not ID<TAB>SYMBOL<TAB>QUEUE", sc.Text())
+		}
+		ids = append(ids, id)
+	}
+	if len(ids) != len(symbols) {
+		e.t.Fatalf("enqueue printed %d lines for %d symbols", len(ids), len(symbols))
+	}
+	return ids
+}
+
+func symbols(prefix string, n int) []string {
+	s := make([]string, n)
+	for i := range s {
+		s[i] = fmt.Sprintf("%s%05d", prefix, i)
+	}
+	return s
+}
+
+// rows counts stock_prices rows and distinct task ids.
+func (e *env) rows() (rows, distinct int) {
+	e.t.Helper()
+	conn := e.db.Conn(e.t)
+	if err := conn.QueryRow(context.Background(),
+		"SELECT count(*), count(DISTINCT task_id) FROM stock_prices").Scan(&rows, &distinct); err != nil {
+		e.t.Fatal(err)
+	}
+	return rows, distinct
+}

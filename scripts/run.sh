@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# run.sh BIN RUN_DIR WATCHLIST — start quoteserver and worker in the
+# background (logs and pids in RUN_DIR), enqueue the watchlist, wait for it to
+# drain and show where to look. `make stop` stops both.
+set -euo pipefail
+bin=$1 run_dir=$2 watchlist=$3
+mkdir -p "$run_dir"
+
+quote_addr=${QUOTE_API_URL:-http://127.0.0.1:8000}
+quote_addr=${quote_addr#http://}
+admin_addr=${ADMIN_ADDR-127.0.0.1:8081}
+
+start() { # name, then the command
+	local name=$1; shift
+	"$@" >"$run_dir/$name.log" 2>&1 &
+	echo $! >"$run_dir/$name.pid"
+	echo "run: started $name (pid $!, log $run_dir/$name.log)" >&2
+}
+
+wait_http() { # url, name
+	for _ in $(seq 1 100); do
+		curl -fsS -o /dev/null "$1" 2>/dev/null && return 0
+		sleep 0.1
+	done
+	echo "run: $2 did not come up; last lines of its log:" >&2
+	tail -n 20 "$run_dir/$2.log" >&2
+	exit 1
+}
+
+command -v curl >/dev/null || { echo "run: installing curl" >&2; apt-get install -y -qq curl >/dev/null; }
+
+start quoteserver "$bin/quoteserver" --addr "$quote_addr"
+wait_http "http://$quote_addr/api/v1/quote?symbol=AAPL" quoteserver
+LOG_FORMAT=${LOG_FORMAT:-console} start worker "$bin/worker"
+if [ -n "$admin_addr" ]; then wait_http "http://$admin_addr/readyz" worker; else sleep 1; fi
+
+echo "run: enqueueing $watchlist" >&2
+"$bin/producer" enqueue --file "$watchlist"
+"$bin/producer" wait --timeout 60s
+"$bin/producer" stats
+
+db=${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/tickerq?sslmode=disable}
+cat <<MSG
+
+tickerq is running in the background (stop it with: make stop).
+  prices:   psql '$db' -c 'SELECT symbol, price, quoted_at, written_by FROM latest_prices ORDER BY symbol'
+  queues:   $bin/producer stats
+  enqueue:  $bin/producer enqueue IBM ORCL   (or --file $watchlist)
+  logs:     tail -f $run_dir/worker.log $run_dir/quoteserver.log
+  metrics:  curl -s http://$admin_addr/metrics | grep ^tickerq_
+  health:   curl -s http://$admin_addr/readyz
+UNKNOWN in the watchlist is archived on purpose: it shows a permanent failure.
+MSG
+if command -v psql >/dev/null; then
+	psql "$db" -c 'SELECT symbol, price, quoted_at, written_by FROM latest_prices ORDER BY symbol' || true
+fi
