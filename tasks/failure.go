@@ -110,4 +110,3 @@ func finish(err error) error {
 	}
 	return err
 }
-

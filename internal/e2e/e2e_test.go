@@ -327,4 +327,3 @@ func metricValue(t *testing.T, text, series string) float64 {
 	}
 	return v
 }
-

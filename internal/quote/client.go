@@ -2,6 +2,7 @@ package quote
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -172,7 +173,9 @@ func ParseRetryAfter(v string, now time.Time) (d time.Duration, ok bool) {
 	if v == "" {
 		return 0, false
 	}
-	if secs, err := strconv.ParseUint(v, 10, 64); err == nil {
+	// A delay beyond uint64 is still all digits: ParseUint then gives
+	// ErrRange with the largest value, which the clamp below turns into 1h.
+	if secs, err := strconv.ParseUint(v, 10, 64); err == nil || errors.Is(err, strconv.ErrRange) {
 		if secs > uint64(maxRetryAfter/time.Second) {
 			return maxRetryAfter, true
 		}
