@@ -1,0 +1,157 @@
+package queue
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/hibiken/asynq"
+)
+
+// DefaultPoll is how often Wait polls when given poll <= 0.
+const DefaultPoll = 100 * time.Millisecond
+
+// ErrTimeout is returned, wrapped, when Wait's context deadline passes
+// before the queues drain.
+var ErrTimeout = errors.New("timed out")
+
+// QueueStats is a snapshot of one queue. Processed and Failed are all-time
+// totals; the other fields count the tasks in each state now.
+type QueueStats struct {
+	Queue     string `json:"queue"`
+	Pending   int    `json:"pending"`
+	Active    int    `json:"active"`
+	Scheduled int    `json:"scheduled"`
+	Retry     int    `json:"retry"`
+	Archived  int    `json:"archived"`
+	Completed int    `json:"completed"`
+	Processed int    `json:"processed"`
+	Failed    int    `json:"failed"`
+}
+
+// Outstanding is the number of tasks still to run: pending, active,
+// scheduled or waiting to retry.
+func (s QueueStats) Outstanding() int {
+	return s.Pending + s.Active + s.Scheduled + s.Retry
+}
+
+// Stats returns a snapshot of every queue, sorted by name. It is never nil.
+func Stats(ctx context.Context, inspector *asynq.Inspector) ([]QueueStats, error) {
+	names, err := inspector.Queues()
+	if err != nil {
+		return nil, fmt.Errorf("list queues: %w", err)
+	}
+	slices.Sort(names)
+	return snapshot(ctx, inspector, names, false)
+}
+
+// snapshot reads the named queues in order. A queue that does not exist is
+// reported as empty if keepMissing, else left out.
+func snapshot(ctx context.Context, inspector *asynq.Inspector, names []string, keepMissing bool) ([]QueueStats, error) {
+	out := make([]QueueStats, 0, len(names))
+	for _, name := range names {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		s, ok, err := queueStats(inspector, name)
+		if err != nil {
+			return nil, err
+		}
+		if ok || keepMissing {
+			out = append(out, s)
+		}
+	}
+	return out, nil
+}
+
+// queueStats reads one queue; ok is false if it does not exist.
+func queueStats(inspector *asynq.Inspector, name string) (s QueueStats, ok bool, err error) {
+	s.Queue = name
+	info, err := inspector.GetQueueInfo(name)
+	if err != nil {
+		// asynq reports a missing queue with an error type of its internal
+		// package, so ask the queue list instead of matching the message.
+		names, lerr := inspector.Queues()
+		if lerr == nil && !slices.Contains(names, name) {
+			return s, false, nil
+		}
+		return s, false, fmt.Errorf("queue %s: %w", name, err)
+	}
+	return QueueStats{
+		Queue:     info.Queue,
+		Pending:   info.Pending,
+		Active:    info.Active,
+		Scheduled: info.Scheduled,
+		Retry:     info.Retry,
+		Archived:  info.Archived,
+		Completed: info.Completed,
+		Processed: info.ProcessedTotal,
+		Failed:    info.FailedTotal,
+	}, true, nil
+}
+
+// Wait polls every poll (DefaultPoll if poll <= 0) until no task in the named
+// queues is pending, active, scheduled or waiting to retry. With no names it
+// watches every queue that exists at each poll; a named queue that does not
+// exist yet counts as empty. When ctx's deadline passes first, Wait returns
+// an error wrapping ErrTimeout that says what is still outstanding; when ctx
+// is cancelled it returns ctx.Err(), wrapped.
+func Wait(ctx context.Context, inspector *asynq.Inspector, queues []string, poll time.Duration) error {
+	if poll <= 0 {
+		poll = DefaultPoll
+	}
+	ticker := time.NewTicker(poll)
+	defer ticker.Stop()
+	var busy []QueueStats // as of the last complete poll
+	for {
+		now, err := outstanding(ctx, inspector, queues)
+		if err != nil {
+			if ctx.Err() != nil {
+				return stopped(ctx, busy)
+			}
+			return fmt.Errorf("wait: %w", err)
+		}
+		if len(now) == 0 {
+			return nil
+		}
+		busy = now
+		select {
+		case <-ctx.Done():
+			return stopped(ctx, busy)
+		case <-ticker.C:
+		}
+	}
+}
+
+// outstanding returns the watched queues that still have tasks to run.
+func outstanding(ctx context.Context, inspector *asynq.Inspector, queues []string) ([]QueueStats, error) {
+	var all []QueueStats
+	var err error
+	if len(queues) == 0 {
+		all, err = Stats(ctx, inspector)
+	} else {
+		all, err = snapshot(ctx, inspector, queues, true)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return slices.DeleteFunc(all, func(s QueueStats) bool { return s.Outstanding() == 0 }), nil
+}
+
+func stopped(ctx context.Context, busy []QueueStats) error {
+	if !errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		return fmt.Errorf("wait: %w", ctx.Err())
+	}
+	if len(busy) == 0 {
+		return ErrTimeout
+	}
+	parts := make([]string, len(busy))
+	for i, s := range busy {
+		parts[i] = fmt.Sprintf("%s (pending %d, active %d, scheduled %d, retry %d)",
+			s.Queue, s.Pending, s.Active, s.Scheduled, s.Retry)
+	}
+	return fmt.Errorf("%w; still outstanding: %s", ErrTimeout, strings.Join(parts, ", "))
+}

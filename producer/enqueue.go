@@ -1,0 +1,224 @@
+package main
+
+import (
+	"bufio"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"time"
+
+	"github.com/hibiken/asynq"
+	"github.com/spf13/cobra"
+
+	"github.com/tickerq/tickerq/internal/cli"
+	"github.com/tickerq/tickerq/internal/queue"
+)
+
+// maxFailureLines caps the per-symbol failure lines on stderr; the final
+// error line still counts them all.
+const maxFailureLines = 10
+
+type enqueueFlags struct {
+	queue    string
+	in       time.Duration
+	at       string
+	unique   time.Duration
+	maxRetry int
+	timeout  time.Duration
+	file     string
+	json     bool
+}
+
+func enqueueCmd(g *globals) *cobra.Command {
+	var f enqueueFlags
+	cmd := &cobra.Command{
+		Use:   "enqueue [flags] SYMBOL...",
+		Short: "Enqueue one quote-fetch job per symbol",
+		Long: `enqueue validates every symbol (from the arguments and --file) and, if all
+are valid, enqueues one quote-fetch job for each. If any symbol is invalid it
+names each bad one, enqueues nothing and exits 2.
+
+It prints one line per task: ID<TAB>SYMBOL<TAB>QUEUE, or with --json one
+object per line: {"id":...,"symbol":...,"queue":...}. With --unique, a symbol
+that already has a task is skipped with a line on stderr.`,
+		Example: `  producer enqueue GOOG msft BRK.B
+  producer enqueue --queue critical --unique 1h --json GOOG
+  producer enqueue --file symbols.txt
+  cut -d, -f1 watchlist.csv | producer enqueue --file -`,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return runEnqueue(cmd, g, &f, args)
+		},
+	}
+	fl := cmd.Flags()
+	fl.StringVar(&f.queue, "queue", queue.DefaultQueue, "queue to enqueue to")
+	fl.DurationVar(&f.in, "in", 0, "process after this delay, e.g. 90s (not with --at)")
+	fl.StringVar(&f.at, "at", "", "process at this RFC 3339 time, e.g. 2030-01-02T15:04:05Z (not with --in)")
+	fl.DurationVar(&f.unique, "unique", 0, "skip a symbol that already has a task in the queue; the lock lasts this long (at least 1s)")
+	fl.IntVar(&f.maxRetry, "max-retry", 0, "retries before a failing job is archived (default from the task: 10)")
+	fl.DurationVar(&f.timeout, "timeout", 0, "time limit of one attempt, at least 1s (default from the task: 30s)")
+	fl.StringVar(&f.file, "file", "", "read symbols from this file, one a line ('-' is stdin); combined with arguments")
+	fl.BoolVar(&f.json, "json", false, "print one JSON object per task")
+	return cmd
+}
+
+func runEnqueue(cmd *cobra.Command, g *globals, f *enqueueFlags, args []string) error {
+	// Check everything before touching Redis.
+	opts, err := f.options(cmd)
+	if err != nil {
+		return err
+	}
+	raw, err := f.readSymbols(cmd, args)
+	if err != nil {
+		return err
+	}
+	if len(raw) == 0 {
+		return cli.Usagef("no symbols given: pass them as arguments or with --file")
+	}
+	symbols, err := queue.Validate(raw)
+	if err != nil {
+		return cli.Usage(err)
+	}
+	e, err := g.load(cmd)
+	if err != nil {
+		return err
+	}
+
+	client := asynq.NewClient(e.redis)
+	defer client.Close()
+	if err := client.Ping(); err != nil {
+		return fmt.Errorf("connect to redis: %w", err)
+	}
+
+	ctx := cmd.Context()
+	start := time.Now()
+	results, enqErr := queue.Enqueue(ctx, client, symbols, opts, 0)
+	enqueued, skipped := 0, 0
+	for _, r := range results {
+		switch {
+		case r.Err == nil:
+			enqueued++
+		case r.Skipped():
+			skipped++
+		}
+	}
+	e.log.Debug().Int("enqueued", enqueued).Int("skipped", skipped).Int("symbols", len(symbols)).
+		Dur("elapsed", time.Since(start)).Msg("enqueue done")
+
+	if err := f.print(cmd.OutOrStdout(), cmd.ErrOrStderr(), results); err != nil {
+		return err
+	}
+	if enqErr != nil {
+		return interrupted(ctx, enqErr)
+	}
+	return nil
+}
+
+// options turns the flags into asynq options, checking each.
+func (f *enqueueFlags) options(cmd *cobra.Command) ([]asynq.Option, error) {
+	changed := cmd.Flags().Changed
+	if err := checkQueueName(f.queue); err != nil {
+		return nil, err
+	}
+	opts := []asynq.Option{asynq.Queue(f.queue)}
+	if changed("in") && changed("at") {
+		return nil, cli.Usagef("--in and --at cannot be used together")
+	}
+	if changed("in") {
+		if f.in <= 0 {
+			return nil, cli.Usagef("--in %s: want a positive duration", f.in)
+		}
+		opts = append(opts, asynq.ProcessIn(f.in))
+	}
+	if changed("at") {
+		at, err := time.Parse(time.RFC3339, f.at)
+		if err != nil {
+			return nil, cli.Usagef("--at %q: want an RFC 3339 time such as 2030-01-02T15:04:05Z", f.at)
+		}
+		opts = append(opts, asynq.ProcessAt(at))
+	}
+	if changed("unique") {
+		if f.unique < time.Second {
+			return nil, cli.Usagef("--unique %s: want at least 1s", f.unique)
+		}
+		opts = append(opts, asynq.Unique(f.unique))
+	}
+	if changed("max-retry") {
+		if f.maxRetry < 0 {
+			return nil, cli.Usagef("--max-retry %d: want 0 or more", f.maxRetry)
+		}
+		opts = append(opts, asynq.MaxRetry(f.maxRetry))
+	}
+	if changed("timeout") {
+		// asynq keeps whole seconds; anything under 1s would mean no timeout.
+		if f.timeout < time.Second {
+			return nil, cli.Usagef("--timeout %s: want at least 1s", f.timeout)
+		}
+		opts = append(opts, asynq.Timeout(f.timeout))
+	}
+	return opts, nil
+}
+
+// readSymbols returns the arguments followed by the symbols in --file.
+func (f *enqueueFlags) readSymbols(cmd *cobra.Command, args []string) ([]string, error) {
+	if !cmd.Flags().Changed("file") {
+		return args, nil
+	}
+	var r io.Reader = cmd.InOrStdin()
+	if f.file != "-" {
+		file, err := os.Open(f.file)
+		if err != nil {
+			return nil, cli.Usagef("--file: %w", err)
+		}
+		defer file.Close()
+		r = file
+	}
+	fromFile, err := queue.ReadSymbols(r)
+	if errors.Is(err, queue.ErrLineTooLong) {
+		return nil, cli.Usagef("--file %s: %w", f.file, err)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("--file %s: %w", f.file, err)
+	}
+	return append(args[:len(args):len(args)], fromFile...), nil
+}
+
+// print writes the enqueued tasks to out in input order, and a line per
+// skipped duplicate and per failure (up to maxFailureLines) to errOut.
+func (f *enqueueFlags) print(out, errOut io.Writer, results []queue.Result) error {
+	w := bufio.NewWriterSize(out, 64*1024)
+	ew := bufio.NewWriter(errOut)
+	enc := json.NewEncoder(w)
+	failures := 0
+	for _, r := range results {
+		switch {
+		case r.Err == nil && f.json:
+			if err := enc.Encode(taskLine{ID: r.ID, Symbol: r.Symbol, Queue: r.Queue}); err != nil {
+				return fmt.Errorf("write output: %w", err)
+			}
+		case r.Err == nil:
+			fmt.Fprintf(w, "%s\t%s\t%s\n", r.ID, r.Symbol, r.Queue)
+		case r.Skipped():
+			fmt.Fprintf(ew, "producer: skipped %s: a unique task for it already exists in queue %s\n", r.Symbol, r.Queue)
+		default:
+			if failures++; failures <= maxFailureLines {
+				fmt.Fprintf(ew, "producer: not enqueued: %s: %v\n", r.Symbol, r.Err)
+			}
+		}
+	}
+	if err := w.Flush(); err != nil {
+		return fmt.Errorf("write output: %w", err)
+	}
+	if err := ew.Flush(); err != nil {
+		return fmt.Errorf("write stderr: %w", err)
+	}
+	return nil
+}
+
+// taskLine is one line of `enqueue --json`.
+type taskLine struct {
+	ID     string `json:"id"`
+	Symbol string `json:"symbol"`
+	Queue  string `json:"queue"`
+}

@@ -1,0 +1,103 @@
+// Command producer enqueues quote-fetch jobs for stock symbols and reports on
+// the queues that hold them: `producer enqueue`, `producer stats` and
+// `producer wait`. Data goes to stdout, errors and logs to stderr; it exits
+// 0 on success, 1 on a runtime failure and 2 on bad usage or invalid input.
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"unicode"
+
+	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
+	"github.com/rs/zerolog"
+	"github.com/spf13/cobra"
+
+	"github.com/tickerq/tickerq/internal/cli"
+	"github.com/tickerq/tickerq/internal/config"
+	"github.com/tickerq/tickerq/internal/logging"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := cli.Execute(ctx, rootCmd(), os.Args[1:], os.Stderr)
+	stop()
+	os.Exit(code)
+}
+
+// globals are the persistent flags every subcommand shares.
+type globals struct {
+	redisURL string
+}
+
+func rootCmd() *cobra.Command {
+	var g globals
+	cmd := &cobra.Command{
+		Use:   "producer",
+		Short: "Enqueue quote-fetch jobs and watch their queues",
+		Long: `producer enqueues quote-fetch jobs for stock symbols in Redis and reports
+on the asynq queues that hold them.
+
+Environment: REDIS_URL (default ` + config.DefaultRedisURL + `; redis://,
+rediss://, redis-socket:// or redis-sentinel://), LOG_LEVEL, LOG_FORMAT.
+
+Exit codes: 0 success, 1 runtime failure, 2 bad usage or invalid input.`,
+		Args: cobra.NoArgs,
+		RunE: func(*cobra.Command, []string) error {
+			return cli.Usagef("missing command: want enqueue, stats or wait (see producer --help)")
+		},
+		CompletionOptions: cobra.CompletionOptions{DisableDefaultCmd: true},
+	}
+	cmd.PersistentFlags().StringVar(&g.redisURL, "redis-url", "", "Redis to use; overrides REDIS_URL")
+	cmd.AddCommand(enqueueCmd(&g), statsCmd(&g), waitCmd(&g))
+	return cmd
+}
+
+// env is what a subcommand needs once its flags are checked.
+type env struct {
+	redis asynq.RedisConnOpt
+	log   zerolog.Logger // to stderr; stdout is for data
+}
+
+// load reads the logging settings and the Redis URL (--redis-url, else
+// REDIS_URL, else the default). Both are usage errors when invalid.
+func (g *globals) load(cmd *cobra.Command) (env, error) {
+	log, err := logging.New(cmd.ErrOrStderr(), cli.Env("LOG_LEVEL", "info"), cli.Env("LOG_FORMAT", "json"))
+	if err != nil {
+		return env{}, cli.Usage(err)
+	}
+	source, raw := "--redis-url", g.redisURL
+	if !cmd.Flags().Changed("redis-url") {
+		source, raw = "REDIS_URL", cli.Env("REDIS_URL", config.DefaultRedisURL)
+	}
+	opt, err := asynq.ParseRedisURI(raw)
+	if err != nil {
+		// The parser may quote the URL; never print its password.
+		msg := strings.ReplaceAll(err.Error(), raw, config.RedactURL(raw))
+		return env{}, cli.Usagef("invalid %s %q: %s", source, config.RedactURL(raw), msg)
+	}
+	redis.SetLogger(logging.Redis{L: log, Level: zerolog.DebugLevel})
+	log.Debug().Str("redis_url", config.RedactURL(raw)).Msg("producer configured")
+	return env{redis: opt, log: log}, nil
+}
+
+// checkQueueName rejects names asynq would accept but people would not mean.
+func checkQueueName(name string) error {
+	if name == "" || strings.IndexFunc(name, unicode.IsSpace) >= 0 {
+		return cli.Usagef("--queue %q: want a non-empty name without whitespace", name)
+	}
+	return nil
+}
+
+// interrupted rewords the error of work cut short by SIGINT or SIGTERM.
+func interrupted(ctx context.Context, err error) error {
+	if err != nil && ctx.Err() != nil {
+		return fmt.Errorf("interrupted: %w", err)
+	}
+	return err
+}
