@@ -14,6 +14,7 @@ import (
 
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
+	"github.com/rs/zerolog"
 	"github.com/spf13/cobra"
 
 	"github.com/tickerq/tickerq/internal/admin"
@@ -111,6 +112,7 @@ func run(ctx context.Context, cfg *config.Worker) error {
 		return cli.Usagef("REDIS_URL: %w", err)
 	}
 	log.Info().Object("config", cfg).Msg("starting worker")
+	redis.SetLogger(logging.Redis{L: log, Level: zerolog.WarnLevel})
 
 	rdb, ok := redisOpt.MakeRedisClient().(redis.UniversalClient)
 	if !ok {

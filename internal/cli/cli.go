@@ -58,14 +58,12 @@ func Execute(ctx context.Context, cmd *cobra.Command, args []string, stderr io.W
 	return ExitFailure
 }
 
-// isCobraUsageError recognises cobra's own argument errors, which it returns
-// as plain errors ("unknown command", "accepts 0 arg(s)", ...).
+// isCobraUsageError recognises cobra's own usage errors, which it returns as
+// plain errors: an unknown subcommand, or arguments its Args validator
+// refuses (checked by running the validator again, not by the message).
 func isCobraUsageError(c *cobra.Command, err error) bool {
-	msg := err.Error()
-	for _, s := range []string{"unknown command", "unknown flag", "unknown shorthand flag", "arg(s)", "requires at least", "invalid argument"} {
-		if strings.Contains(msg, s) {
-			return true
-		}
+	if strings.HasPrefix(err.Error(), "unknown command ") {
+		return true
 	}
 	return c != nil && c.Args != nil && c.Args(c, c.Flags().Args()) != nil
 }

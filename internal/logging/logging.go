@@ -3,13 +3,16 @@
 package logging
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"strings"
 	"time"
 
 	"github.com/hibiken/asynq"
+	"github.com/mattn/go-isatty"
 	"github.com/rs/zerolog"
 )
 
@@ -26,7 +29,10 @@ func New(w io.Writer, level, format string) (zerolog.Logger, error) {
 	switch strings.ToLower(format) {
 	case "", "json":
 	case "console":
-		w = zerolog.ConsoleWriter{Out: w, TimeFormat: time.RFC3339}
+		// Colours only for a terminal, so a console log in a file stays plain.
+		f, isFile := w.(*os.File)
+		noColor := !isFile || !isatty.IsTerminal(f.Fd())
+		w = zerolog.ConsoleWriter{Out: w, TimeFormat: time.RFC3339, NoColor: noColor}
 	default:
 		return zerolog.Nop(), fmt.Errorf("%w: LOG_FORMAT %q: want json or console", ErrInvalidConfig, format)
 	}
@@ -84,3 +90,16 @@ func (a Asynq) Error(args ...any) { a.L.Error().Msg(fmt.Sprint(args...)) }
 // Fatal implements asynq.Logger: like asynq's default logger, it logs and
 // exits with status 1.
 func (a Asynq) Fatal(args ...any) { a.L.Fatal().Msg(fmt.Sprint(args...)) }
+
+// Redis adapts a zerolog.Logger to go-redis's logger (redis.SetLogger), so
+// its own messages, such as each failed dial, go to our log at Level
+// instead of raw lines on stderr.
+type Redis struct {
+	L     zerolog.Logger
+	Level zerolog.Level
+}
+
+// Printf implements go-redis's internal.Logging.
+func (r Redis) Printf(_ context.Context, format string, v ...any) {
+	r.L.WithLevel(r.Level).Str("component", "go-redis").Msgf(format, v...)
+}

@@ -1,0 +1,75 @@
+package config
+
+import (
+	"errors"
+	"testing"
+
+	"github.com/spf13/pflag"
+)
+
+func TestParseQueues(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		in   string
+		want string // FormatQueues of the result; "" for an error
+	}{
+		{"critical=6,default=3,low=1", "critical=6,default=3,low=1"},
+		{" default = 2 , low ", "default=2,low=1"},
+		{"default", "default=1"},
+		{"default=0", ""},
+		{"default=x", ""},
+		{"default=-1", ""},
+		{"a=1,a=2", ""},
+		{"", ""},
+		{",,", ""},
+		{"=3", ""},
+		{"my queue=1", ""},
+	} {
+		q, err := ParseQueues(tc.in)
+		if tc.want == "" {
+			if !errors.Is(err, ErrInvalid) {
+				t.Errorf("ParseQueues(%q) = %v, %v; want ErrInvalid", tc.in, q, err)
+			}
+			continue
+		}
+		if err != nil || FormatQueues(q) != tc.want {
+			t.Errorf("ParseQueues(%q) = %v, %v; want %s", tc.in, FormatQueues(q), err, tc.want)
+		}
+	}
+}
+
+func TestWorkerEnvironmentAndFlags(t *testing.T) {
+	t.Setenv("WORKER_CONCURRENCY", "7")
+	t.Setenv("WORKER_QUEUES", "default=1")
+	t.Setenv("ADMIN_ADDR", "")
+	t.Setenv("QUOTE_API_KEY", "sekrit")
+
+	fs := pflag.NewFlagSet("worker", pflag.ContinueOnError)
+	w := BindWorker(fs)
+	if err := fs.Parse([]string{"--queues", "critical=2,default=1"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Finish(); err != nil {
+		t.Fatal(err)
+	}
+	if w.Concurrency != 7 || FormatQueues(w.Queues) != "critical=2,default=1" || w.AdminAddr != "" {
+		t.Fatalf("got concurrency %d, queues %s, admin %q; want 7 from env, flag's queues, empty admin",
+			w.Concurrency, FormatQueues(w.Queues), w.AdminAddr)
+	}
+	if got := w.QuoteAPIKey.String(); got != "***" {
+		t.Fatalf("secret prints as %q", got)
+	}
+}
+
+func TestRedactURL(t *testing.T) {
+	t.Parallel()
+	for in, want := range map[string]string{
+		"postgres://u:pw@h:5432/db?sslmode=disable": "postgres://u:xxxxx@h:5432/db?sslmode=disable",
+		"redis://:pw@127.0.0.1:6379/0":              "redis://:xxxxx@127.0.0.1:6379/0",
+		"host=h user=u password=pw":                 "(not a URL, hidden)",
+	} {
+		if got := RedactURL(in); got != want {
+			t.Errorf("RedactURL(%q) = %q, want %q", in, got, want)
+		}
+	}
+}

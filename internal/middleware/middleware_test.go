@@ -1,0 +1,85 @@
+package middleware
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/hibiken/asynq"
+	"github.com/rs/zerolog"
+
+	"github.com/tickerq/tickerq/internal/quote"
+	"github.com/tickerq/tickerq/tasks"
+)
+
+type recorder struct {
+	mu       sync.Mutex
+	outcomes []string
+}
+
+func (r *recorder) ObserveJob(_, outcome string, _ time.Duration) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.outcomes = append(r.outcomes, outcome)
+}
+
+func TestOutcome(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		err          error
+		retried, max int
+		want         string
+	}{
+		{nil, 0, 3, OutcomeSuccess},
+		{errors.New("boom"), 0, 3, OutcomeRetry},
+		{errors.New("boom"), 3, 3, OutcomeArchived},
+		{quote.ErrUnknownSymbol, 0, 3, OutcomeArchived},
+		{&quote.StatusError{Code: 429}, 3, 3, OutcomeRateLimited},
+		{&quote.StatusError{Code: 503}, 1, 3, OutcomeRetry},
+	} {
+		if got := Outcome(tc.err, tc.retried, tc.max); got != tc.want {
+			t.Errorf("Outcome(%v, %d, %d) = %s, want %s", tc.err, tc.retried, tc.max, got, tc.want)
+		}
+	}
+}
+
+func TestObserveLogsEachJobOnce(t *testing.T) {
+	t.Parallel()
+	var buf bytes.Buffer
+	rec := &recorder{}
+	h := Observe(zerolog.New(&buf), rec)(asynq.HandlerFunc(func(context.Context, *asynq.Task) error {
+		return quote.ErrUnknownSymbol
+	}))
+	task, err := tasks.NewQuoteFetchTask("goog")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := h.ProcessTask(context.Background(), task); !errors.Is(err, quote.ErrUnknownSymbol) {
+		t.Fatalf("error not passed through: %v", err)
+	}
+	lines := bytes.Split(bytes.TrimSpace(buf.Bytes()), []byte("\n"))
+	if len(lines) != 1 {
+		t.Fatalf("%d log lines, want 1:\n%s", len(lines), buf.String())
+	}
+	var ev map[string]any
+	if err := json.Unmarshal(lines[0], &ev); err != nil {
+		t.Fatal(err)
+	}
+	for k, want := range map[string]any{"type": tasks.TypeQuoteFetch, "symbol": "GOOG", "outcome": OutcomeArchived, "level": "error"} {
+		if ev[k] != want {
+			t.Errorf("log field %s = %v, want %v", k, ev[k], want)
+		}
+	}
+	for _, k := range []string{"task_id", "queue", "retried", "duration", "error"} {
+		if _, ok := ev[k]; !ok {
+			t.Errorf("log line lacks %s: %s", k, lines[0])
+		}
+	}
+	if len(rec.outcomes) != 1 || rec.outcomes[0] != OutcomeArchived {
+		t.Errorf("recorded outcomes %v", rec.outcomes)
+	}
+}
