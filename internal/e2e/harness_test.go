@@ -76,12 +76,11 @@ func (e *env) environ(extra ...string) []string {
 
 // proc is a program running in the background.
 type proc struct {
-	cmd    *exec.Cmd
-	name   string
-	logs   *syncBuffer
-	done   chan struct{}
-	err    error
-	exited bool
+	cmd  *exec.Cmd
+	name string
+	logs *syncBuffer
+	done chan struct{}
+	err  error
 }
 
 type syncBuffer struct {
