@@ -43,7 +43,7 @@ db=${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/tickerq?sslmode=disable}
 cat <<MSG
 
 tickerq is running in the background (stop it with: make stop).
-  prices:   psql '$db' -c 'SELECT symbol, price, quoted_at, written_by FROM latest_prices ORDER BY symbol'
+  prices:   psql '$db' -c 'SELECT symbol, price, quoted_at, written_by, task_id FROM stock_prices ORDER BY id DESC LIMIT 20'
   queues:   $bin/producer stats
   enqueue:  $bin/producer enqueue IBM ORCL   (or --file $watchlist)
   logs:     tail -f $run_dir/worker.log $run_dir/quoteserver.log
@@ -52,5 +52,5 @@ tickerq is running in the background (stop it with: make stop).
 UNKNOWN in the watchlist is archived on purpose: it shows a permanent failure.
 MSG
 if command -v psql >/dev/null; then
-	psql "$db" -c 'SELECT symbol, price, quoted_at, written_by FROM latest_prices ORDER BY symbol' || true
+	psql "$db" -c 'SELECT symbol, price, quoted_at, written_by, task_id FROM stock_prices ORDER BY id DESC LIMIT 20' || true
 fi
