@@ -15,8 +15,12 @@ help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 
 .PHONY: services
-services: ## make Redis and PostgreSQL available (start or install them) and create the database
+services: tools ## make Redis and PostgreSQL available (start or install them) and create the database
 	@scripts/services.sh
+
+.PHONY: tools
+tools: ## install the C compiler (for -race) and curl when missing
+	@scripts/tools.sh
 
 .PHONY: build
 build: ## build worker, producer and quoteserver into ./bin

@@ -27,8 +27,6 @@ wait_http() { # url, name
 	exit 1
 }
 
-command -v curl >/dev/null || { echo "run: installing curl" >&2; apt-get install -y -qq curl >/dev/null; }
-
 start quoteserver "$bin/quoteserver" --addr "$quote_addr"
 wait_http "http://$quote_addr/api/v1/quote?symbol=AAPL" quoteserver
 LOG_FORMAT=${LOG_FORMAT:-console} start worker "$bin/worker"

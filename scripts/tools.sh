@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# tools.sh — the build tools the Makefile needs beyond Go itself: a C
+# compiler (the race detector needs cgo) and curl (make run's readiness
+# checks). Installed from Debian's packages when missing.
+set -euo pipefail
+
+missing=()
+command -v go >/dev/null || { echo "tools: Go 1.26 is required (https://go.dev/dl/)" >&2; exit 1; }
+command -v gcc >/dev/null || missing+=(gcc libc6-dev)
+command -v curl >/dev/null || missing+=(curl)
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+echo "tools: installing ${missing[*]}" >&2
+sudo=""
+if [ "$(id -u)" -ne 0 ]; then
+	command -v sudo >/dev/null || { echo "tools: need root or sudo to install ${missing[*]}" >&2; exit 1; }
+	sudo=sudo
+fi
+$sudo apt-get update -qq
+DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
