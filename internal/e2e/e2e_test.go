@@ -49,6 +49,12 @@ func TestEndToEnd2000(t *testing.T) {
 	if got := metricValue(t, metrics, `tickerq_jobs_total{outcome="success",type="quote:fetch"}`); got != 2000 {
 		t.Fatalf("tickerq_jobs_total success = %v, want 2000", got)
 	}
+	if got := metricValue(t, metrics, `tickerq_quote_request_duration_seconds_count{outcome="200"}`); got != 2000 {
+		t.Fatalf("quote requests answered 200 = %v, want 2000", got)
+	}
+	if got := metricValue(t, metrics, `pgxpool_max_conns`); got != 25 {
+		t.Fatalf("pgxpool_max_conns = %v, want 25 (the worker's concurrency)", got)
+	}
 	if code := worker.stop(t, 30*time.Second); code != 0 {
 		t.Fatalf("worker exit code after SIGTERM = %d, want 0", code)
 	}
