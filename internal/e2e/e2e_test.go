@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/tickerq/tickerq/internal/testenv"
 )
 
@@ -68,14 +70,7 @@ func TestEndToEnd2000(t *testing.T) {
 // Not parallel: it needs 50 connections, and its wall time is the point.
 func TestConcurrencyExperiment(t *testing.T) {
 	e := newEnv(t)
-	conn := e.db.Conn(t)
-	if _, err := conn.Exec(context.Background(), `
-		CREATE FUNCTION slow_insert() RETURNS trigger LANGUAGE plpgsql AS
-		$$ BEGIN PERFORM pg_sleep(1); RETURN NEW; END $$;
-		CREATE TRIGGER slow_insert BEFORE INSERT ON stock_prices
-		FOR EACH ROW EXECUTE FUNCTION slow_insert();`); err != nil {
-		t.Fatal(err)
-	}
+	conn := e.slowInserts()
 	quoteURL, _ := e.startQuoteserver("--latency", "1s")
 	e.startWorker([]string{
 		"QUOTE_API_URL=" + quoteURL,
@@ -110,14 +105,7 @@ func TestSerialBaseline(t *testing.T) {
 	}
 	t.Parallel()
 	e := newEnv(t)
-	conn := e.db.Conn(t)
-	if _, err := conn.Exec(context.Background(), `
-		CREATE FUNCTION slow_insert() RETURNS trigger LANGUAGE plpgsql AS
-		$$ BEGIN PERFORM pg_sleep(1); RETURN NEW; END $$;
-		CREATE TRIGGER slow_insert BEFORE INSERT ON stock_prices
-		FOR EACH ROW EXECUTE FUNCTION slow_insert();`); err != nil {
-		t.Fatal(err)
-	}
+	e.slowInserts()
 	quoteURL, _ := e.startQuoteserver("--latency", "1s")
 	e.startWorker([]string{"QUOTE_API_URL=" + quoteURL}, "--concurrency", "1")
 	start := time.Now()
@@ -278,6 +266,22 @@ func TestWorkerRefusesBadConfig(t *testing.T) {
 	if r := e.run("worker", nil, nil, "--help"); r.code != 0 || !strings.Contains(r.stdout, "--shutdown-timeout") {
 		t.Errorf("worker --help: exit %d, stdout %q", r.code, r.stdout)
 	}
+}
+
+// slowInserts makes every stock_prices insert in this test's database take
+// 1 s, with a trigger: the database step of the seeds' experiment, with no
+// hook in production code.
+func (e *env) slowInserts() *pgx.Conn {
+	e.t.Helper()
+	conn := e.db.Conn(e.t)
+	if _, err := conn.Exec(context.Background(), `
+		CREATE FUNCTION slow_insert() RETURNS trigger LANGUAGE plpgsql AS
+		$$ BEGIN PERFORM pg_sleep(1); RETURN NEW; END $$;
+		CREATE TRIGGER slow_insert BEFORE INSERT ON stock_prices
+		FOR EACH ROW EXECUTE FUNCTION slow_insert();`); err != nil {
+		e.t.Fatal(err)
+	}
+	return conn
 }
 
 func waitRows(t *testing.T, e *env, n int, timeout time.Duration) {

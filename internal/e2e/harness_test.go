@@ -19,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tickerq/tickerq/internal/queue"
 	"github.com/tickerq/tickerq/internal/testenv"
 )
 
@@ -258,27 +259,15 @@ func (e *env) producer(stdin io.Reader, args ...string) string {
 	return r.stdout
 }
 
-// queueStats is one queue of `producer stats --json`.
-type queueStats struct {
-	Queue     string `json:"queue"`
-	Pending   int    `json:"pending"`
-	Active    int    `json:"active"`
-	Scheduled int    `json:"scheduled"`
-	Retry     int    `json:"retry"`
-	Archived  int    `json:"archived"`
-	Completed int    `json:"completed"`
-	Processed int    `json:"processed"`
-	Failed    int    `json:"failed"`
-}
-
-func (e *env) stats() map[string]queueStats {
+// stats decodes `producer stats --json` by queue name.
+func (e *env) stats() map[string]queue.QueueStats {
 	e.t.Helper()
-	var list []queueStats
+	var list []queue.QueueStats
 	out := e.producer(nil, "stats", "--json")
 	if err := json.Unmarshal([]byte(out), &list); err != nil {
 		e.t.Fatalf("stats --json: %v\n%s", err, out)
 	}
-	m := map[string]queueStats{}
+	m := map[string]queue.QueueStats{}
 	for _, q := range list {
 		m[q.Queue] = q
 	}
