@@ -16,6 +16,9 @@ import (
 // MaxBodyBytes caps how much of an answer's body is read.
 const MaxBodyBytes = 1 << 20
 
+// tokenHeader carries the API key, as Finnhub names it.
+const tokenHeader = "X-Finnhub-Token"
+
 // Defaults for Config's zero values.
 const (
 	DefaultTimeout  = 10 * time.Second
@@ -82,9 +85,22 @@ func New(cfg Config) (*Client, error) {
 		endpoint: base.JoinPath("api/v1/quote"),
 		apiKey:   cfg.APIKey,
 		timeout:  cfg.Timeout,
-		http:     &http.Client{Transport: transport},
+		http:     &http.Client{Transport: transport, CheckRedirect: keepKeyOnHost},
 		observe:  observe,
 	}, nil
+}
+
+// keepKeyOnHost follows redirects as http.Client does by default, but sends
+// the API key only to the API's own scheme and host: Go strips Authorization
+// and Cookie on a redirect elsewhere, not a custom header like ours.
+func keepKeyOnHost(req *http.Request, via []*http.Request) error {
+	if len(via) >= 10 {
+		return errors.New("stopped after 10 redirects")
+	}
+	if first := via[0].URL; req.URL.Scheme != first.Scheme || req.URL.Host != first.Host {
+		req.Header.Del(tokenHeader)
+	}
+	return nil
 }
 
 // Close releases idle connections.
@@ -109,7 +125,7 @@ func (c *Client) Quote(ctx context.Context, symbol string) (q Quote, err error) 
 	req.Header.Set("Accept", "application/json")
 	req.Header.Set("User-Agent", "tickerq")
 	if c.apiKey != "" {
-		req.Header.Set("X-Finnhub-Token", c.apiKey)
+		req.Header.Set(tokenHeader, c.apiKey)
 	}
 	resp, err := c.http.Do(req)
 	if err != nil {

@@ -59,10 +59,26 @@ type wireQuote struct {
 	C, D, DP, H, L, O, PC, T json.RawMessage
 }
 
+// decodeWire decodes the body's fields by their exact names: encoding/json
+// alone would also take "C" or "Pc" for c and pc.
+func decodeWire(body []byte) (wireQuote, error) {
+	var fields map[string]json.RawMessage
+	if err := json.Unmarshal(body, &fields); err != nil {
+		return wireQuote{}, err
+	}
+	if fields == nil {
+		return wireQuote{}, errors.New("body is null, not an object")
+	}
+	return wireQuote{
+		C: fields["c"], D: fields["d"], DP: fields["dp"], H: fields["h"],
+		L: fields["l"], O: fields["o"], PC: fields["pc"], T: fields["t"],
+	}, nil
+}
+
 // parseQuote decodes and validates a 200 answer's body.
 func parseQuote(symbol string, body []byte) (Quote, error) {
-	var w wireQuote
-	if err := json.Unmarshal(body, &w); err != nil {
+	w, err := decodeWire(body)
+	if err != nil {
 		return Quote{}, fmt.Errorf("%w: %w", ErrInvalidQuote, err)
 	}
 	price, priceVal, err := number("c", w.C, true)
@@ -129,18 +145,28 @@ func number(name string, raw json.RawMessage, required bool) (json.Number, float
 	return json.Number(s), v, nil
 }
 
+// maxUnixTime is 9999-12-31T23:59:59Z. A later t is no real quote time, and
+// it does not survive the trip: a time.Time past year 9999 cannot be encoded
+// as JSON (the task's result), and far later ones overflow pgx's timestamptz
+// encoding, which would store a wrong date.
+const maxUnixTime = 253402300799
+
 // unixTime reads t, the quote time in whole Unix seconds.
 func unixTime(raw json.RawMessage) (int64, error) {
 	n, v, err := number("t", raw, true)
 	if err != nil {
 		return 0, err
 	}
-	if i, err := strconv.ParseInt(n.String(), 10, 64); err == nil {
-		return i, nil
+	i, err := strconv.ParseInt(n.String(), 10, 64)
+	if err != nil {
+		// 1763719200.0 or 1.7637192e9: accepted when integral and in range.
+		if v != math.Trunc(v) || math.Abs(v) > 1<<53 {
+			return 0, fmt.Errorf("%w: t is not a whole number of seconds: %s", ErrInvalidQuote, n)
+		}
+		i = int64(v)
 	}
-	// 1763719200.0 or 1.7637192e9: accepted when integral and in range.
-	if v != math.Trunc(v) || math.Abs(v) > 1<<53 {
-		return 0, fmt.Errorf("%w: t is not a whole number of seconds: %s", ErrInvalidQuote, n)
+	if i > maxUnixTime {
+		return 0, fmt.Errorf("%w: quote time t is after year 9999: %s", ErrInvalidQuote, n)
 	}
-	return int64(v), nil
+	return i, nil
 }
