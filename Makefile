@@ -46,7 +46,9 @@ lint: $(GOPATH_BIN)/staticcheck ## gofmt, go vet and staticcheck
 
 .PHONY: test
 test: services lint ## services, lint, then every test with the race detector
-	go test -race -count=1 -timeout 30m ./...
+	# -p 2 -parallel 2: the tests share one Postgres (100 connections) and 14
+	# Redis DBs; this is the load they are sized for, whatever the core count.
+	go test -race -count=1 -timeout 30m -p 2 -parallel 2 ./...
 
 $(GOPATH_BIN)/staticcheck:
 	go install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)

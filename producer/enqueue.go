@@ -14,6 +14,7 @@ import (
 
 	"github.com/tickerq/tickerq/internal/cli"
 	"github.com/tickerq/tickerq/internal/queue"
+	"github.com/tickerq/tickerq/tasks"
 )
 
 // maxFailureLines caps the per-symbol failure lines on stderr; the final
@@ -145,8 +146,11 @@ func (f *enqueueFlags) options(cmd *cobra.Command) ([]asynq.Option, error) {
 		opts = append(opts, asynq.Unique(f.unique))
 	}
 	if changed("max-retry") {
-		if f.maxRetry < 0 {
-			return nil, cli.Usagef("--max-retry %d: want 0 or more", f.maxRetry)
+		// asynq archives a task whose retries are used up before asking
+		// whether the error counts as a failure: with 0, a rate-limited job
+		// would be archived instead of retried after Retry-After.
+		if f.maxRetry < tasks.MinMaxRetry {
+			return nil, cli.Usagef("--max-retry %d: want at least %d, so a rate-limited (429) job can be retried", f.maxRetry, tasks.MinMaxRetry)
 		}
 		opts = append(opts, asynq.MaxRetry(f.maxRetry))
 	}

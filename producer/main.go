@@ -75,11 +75,9 @@ func (g *globals) load(cmd *cobra.Command) (env, error) {
 	if !cmd.Flags().Changed("redis-url") {
 		source, raw = "REDIS_URL", cli.Env("REDIS_URL", config.DefaultRedisURL)
 	}
-	opt, err := asynq.ParseRedisURI(raw)
+	opt, err := config.ParseRedisURL(source, raw)
 	if err != nil {
-		// The parser may quote the URL; never print its password.
-		msg := strings.ReplaceAll(err.Error(), raw, config.RedactURL(raw))
-		return env{}, cli.Usagef("invalid %s %q: %s", source, config.RedactURL(raw), msg)
+		return env{}, cli.Usage(err)
 	}
 	redis.SetLogger(logging.Redis{L: log, Level: zerolog.DebugLevel})
 	log.Debug().Str("redis_url", config.RedactURL(raw)).Msg("producer configured")

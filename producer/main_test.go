@@ -225,6 +225,7 @@ func TestUsageErrors(t *testing.T) {
 		{"bad at", "", []string{"enqueue", "--at", "tomorrow", "GOOG"}, "--at"},
 		{"unique under 1s", "", []string{"enqueue", "--unique", "500ms", "GOOG"}, "--unique"},
 		{"negative max retry", "", []string{"enqueue", "--max-retry", "-1", "GOOG"}, "--max-retry"},
+		{"zero max retry", "", []string{"enqueue", "--max-retry", "0", "GOOG"}, "--max-retry"},
 		{"timeout zero", "", []string{"enqueue", "--timeout", "0s", "GOOG"}, "--timeout"},
 		{"empty queue", "", []string{"enqueue", "--queue", "", "GOOG"}, "--queue"},
 		{"queue with space", "", []string{"enqueue", "--queue", "a b", "GOOG"}, "--queue"},

@@ -246,7 +246,7 @@ cluster_for_port() {
 }
 
 # trust_loopback makes TCP logins from 127.0.0.1 and ::1 work without a
-# password on a cluster this script installed or started. Debian's default is
+# password on a local cluster that refuses them. Debian's default is
 # scram-sha-256 for these lines and the postgres role has no password, so
 # nothing could log in over TCP. This is for a local development/test cluster
 # only: never point this script at a cluster that holds anything of value.
@@ -289,6 +289,13 @@ ensure_postgres() {
 	fi
 
 	if pg_isready_; then
+		# Running already (on a VM, apt-get install starts the cluster itself):
+		# a local cluster may still refuse password-less TCP logins.
+		if is_loopback "$PG_HOST"; then
+			local running_version running_name _rest
+			read -r running_version running_name _rest <<<"$(cluster_for_port "$PG_PORT")"
+			[[ -n $running_version ]] && trust_loopback "$running_version" "$running_name"
+		fi
 		log "postgres: up at ${PG_HOST:-local socket}:$PG_PORT"
 		return 0
 	fi

@@ -27,7 +27,17 @@ const (
 	DefaultMaxRetry = 10
 	// DefaultRetention keeps completed jobs and their results visible.
 	DefaultRetention = 24 * time.Hour
+	// MinMaxRetry is the least MaxRetry a quote fetch accepts: asynq archives
+	// a task with no retries left even when its error (a 429) is not a
+	// failure, so a rate-limited job needs at least one.
+	MinMaxRetry = 1
+	// MinTimeout is the least Timeout accepted: asynq keeps whole seconds, and
+	// a zero timeout would mean asynq's default of 30 minutes.
+	MinTimeout = time.Second
 )
+
+// ErrInvalidOption is returned for a task option outside the bounds above.
+var ErrInvalidOption = errors.New("invalid task option")
 
 // ErrInvalidSymbol is returned for a symbol that does not match the
 // contract's pattern after upper-casing.
@@ -53,11 +63,24 @@ type QuoteFetchPayload struct {
 // NewQuoteFetchTask returns a task that fetches and stores the quote of
 // symbol. The symbol is normalized and validated. The task carries
 // DefaultTimeout, DefaultMaxRetry and DefaultRetention; opts are applied after
-// them, so a caller's Timeout, MaxRetry or Retention takes precedence.
+// them, so a caller's Timeout, MaxRetry or Retention takes precedence, but a
+// MaxRetry under MinMaxRetry or a Timeout under MinTimeout is refused.
 func NewQuoteFetchTask(symbol string, opts ...asynq.Option) (*asynq.Task, error) {
 	sym, err := NormalizeSymbol(symbol)
 	if err != nil {
 		return nil, err
+	}
+	for _, o := range opts {
+		switch v := o.Value().(type) {
+		case int:
+			if o.Type() == asynq.MaxRetryOpt && v < MinMaxRetry {
+				return nil, fmt.Errorf("%w: MaxRetry(%d): want at least %d, so a rate-limited job can be retried", ErrInvalidOption, v, MinMaxRetry)
+			}
+		case time.Duration:
+			if o.Type() == asynq.TimeoutOpt && v < MinTimeout {
+				return nil, fmt.Errorf("%w: Timeout(%s): want at least %s", ErrInvalidOption, v, MinTimeout)
+			}
+		}
 	}
 	payload, err := json.Marshal(QuoteFetchPayload{Symbol: sym})
 	if err != nil {

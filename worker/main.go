@@ -77,7 +77,7 @@ Environment: DATABASE_URL, DB_ROLE, LOG_LEVEL, LOG_FORMAT.`,
 			defer cancel()
 			res, err := postgres.Migrate(ctx, cli.Env("DATABASE_URL", config.DefaultDatabaseURL),
 				postgres.MigrateOptions{Role: role, Member: member})
-			if errors.Is(err, postgres.ErrUnsafeRole) {
+			if errors.Is(err, postgres.ErrUnsafeRole) || errors.Is(err, postgres.ErrInvalidURL) {
 				return cli.Usage(err)
 			}
 			if err != nil {
@@ -107,12 +107,23 @@ func run(ctx context.Context, cfg *config.Worker) error {
 	if err != nil {
 		return cli.Usage(err)
 	}
-	redisOpt, err := asynq.ParseRedisURI(cfg.RedisURL)
+	redisOpt, err := config.ParseRedisURL("REDIS_URL", cfg.RedisURL)
 	if err != nil {
-		return cli.Usagef("REDIS_URL: %w", err)
+		return cli.Usage(err)
 	}
 	log.Info().Object("config", cfg).Msg("starting worker")
 	redis.SetLogger(logging.Redis{L: log, Level: zerolog.WarnLevel})
+
+	db, err := postgres.Open(ctx, postgres.Config{
+		URL: cfg.DatabaseURL, Role: role, MaxConns: int32(cfg.Concurrency), Logger: log,
+	})
+	if errors.Is(err, postgres.ErrUnsafeRole) || errors.Is(err, postgres.ErrInvalidURL) {
+		return cli.Usage(err)
+	}
+	if err != nil {
+		return fmt.Errorf("postgres: %w", err)
+	}
+	defer db.Close() // last: in-flight jobs are done by then
 
 	rdb, ok := redisOpt.MakeRedisClient().(redis.UniversalClient)
 	if !ok {
@@ -122,17 +133,6 @@ func run(ctx context.Context, cfg *config.Worker) error {
 	if err := pingRedis(ctx, rdb); err != nil {
 		return err
 	}
-
-	db, err := postgres.Open(ctx, postgres.Config{
-		URL: cfg.DatabaseURL, Role: role, MaxConns: int32(cfg.Concurrency), Logger: log,
-	})
-	if errors.Is(err, postgres.ErrUnsafeRole) {
-		return cli.Usage(err)
-	}
-	if err != nil {
-		return fmt.Errorf("postgres: %w", err)
-	}
-	defer db.Close() // last: in-flight jobs are done by then
 
 	m := metrics.New(db)
 	quotes, err := quote.New(quote.Config{

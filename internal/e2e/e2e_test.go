@@ -51,11 +51,17 @@ func TestEndToEnd2000(t *testing.T) {
 	if got := metricValue(t, metrics, `tickerq_jobs_total{outcome="success",type="quote:fetch"}`); got != 2000 {
 		t.Fatalf("tickerq_jobs_total success = %v, want 2000", got)
 	}
+	if got := metricValue(t, metrics, `tickerq_pg_role_leaks_total`); got != 0 {
+		t.Fatalf("tickerq_pg_role_leaks_total = %v, want 0", got)
+	}
+	if !strings.Contains(metrics, "tickerq_pg_role_leaks_total 0") {
+		t.Fatal("/metrics lacks tickerq_pg_role_leaks_total")
+	}
 	if got := metricValue(t, metrics, `tickerq_quote_request_duration_seconds_count{outcome="200"}`); got != 2000 {
 		t.Fatalf("quote requests answered 200 = %v, want 2000", got)
 	}
-	if got := metricValue(t, metrics, `pgxpool_max_conns`); got != 25 {
-		t.Fatalf("pgxpool_max_conns = %v, want 25 (the worker's concurrency)", got)
+	if got := metricValue(t, metrics, `pgxpool_max_conns`); got != 27 {
+		t.Fatalf("pgxpool_max_conns = %v, want 27 (the worker's concurrency and 2 spares)", got)
 	}
 	if code := worker.stop(t, 30*time.Second); code != 0 {
 		t.Fatalf("worker exit code after SIGTERM = %d, want 0", code)
@@ -255,12 +261,20 @@ func TestWorkerRefusesBadConfig(t *testing.T) {
 		{[]string{"WORKER_QUEUES=default=x"}, nil, "queues"},
 		{[]string{"LOG_LEVEL=loud"}, nil, "LOG_LEVEL"},
 		{nil, []string{"--concurrency", "0"}, "concurrency"},
+		{[]string{"REDIS_URL=redis://:s3cret@127.0.0.1:99x/0"}, nil, "REDIS_URL"},
+		{[]string{"DATABASE_URL=postgres://u:s3cret@127.0.0.1:1/x?pool_max_conns=abc"}, nil, "DATABASE_URL"},
+		{[]string{"DATABASE_URL=postgres://u:s3cret@127.0.0.1:1/x?pool_max_conns=abc"}, []string{"migrate"}, "DATABASE_URL"},
 		{nil, []string{"--no-such-flag"}, "unknown flag"},
 	} {
 		r := e.run("worker", nil, append(closed, tc.env...), tc.args...)
-		lines := strings.Split(strings.TrimSpace(r.stderr), "\n")
-		if r.code != 2 || !strings.Contains(r.stderr, tc.want) || len(lines) != 1 {
-			t.Errorf("worker %v with %v: exit %d, stderr %q; want exit 2 and one line naming %q", tc.args, tc.env, r.code, r.stderr, tc.want)
+		var errLines []string // stderr also carries the start-up log line
+		for _, l := range strings.Split(r.stderr, "\n") {
+			if strings.HasPrefix(l, "worker: ") {
+				errLines = append(errLines, l)
+			}
+		}
+		if r.code != 2 || len(errLines) != 1 || !strings.Contains(errLines[0], tc.want) || strings.Contains(r.stderr, "s3cret") {
+			t.Errorf("worker %v with %v: exit %d, stderr %q; want exit 2 and one line naming %q, with no password", tc.args, tc.env, r.code, r.stderr, tc.want)
 		}
 	}
 	if r := e.run("worker", nil, nil, "--help"); r.code != 0 || !strings.Contains(r.stdout, "--shutdown-timeout") {

@@ -22,9 +22,16 @@ type Metrics struct {
 	quoteDuration *prometheus.HistogramVec
 }
 
-// New registers tickerq's metrics, Go and process metrics, and, when pool is
-// not nil, the pgxpool statistics (pgxpool_* series).
-func New(pool pgxpoolprometheus.Stater) *Metrics {
+// DB is what the metrics read of the database handle.
+type DB interface {
+	pgxpoolprometheus.Stater
+	RoleLeaks() int64
+}
+
+// New registers tickerq's metrics, Go and process metrics, and, when db is
+// not nil, the pgxpool statistics (pgxpool_* series) and the role guard's
+// count.
+func New(db DB) *Metrics {
 	m := &Metrics{
 		registry: prometheus.NewRegistry(),
 		jobs: prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -44,8 +51,12 @@ func New(pool pgxpoolprometheus.Stater) *Metrics {
 	}
 	m.registry.MustRegister(m.jobs, m.jobDuration, m.quoteDuration,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	if pool != nil {
-		m.registry.MustRegister(pgxpoolprometheus.NewCollector(pool, nil))
+	if db != nil {
+		m.registry.MustRegister(pgxpoolprometheus.NewCollector(db, nil),
+			prometheus.NewCounterFunc(prometheus.CounterOpts{
+				Name: "tickerq_pg_role_leaks_total",
+				Help: "Pooled connections destroyed because they carried a role past their transaction (should stay 0).",
+			}, func() float64 { return float64(db.RoleLeaks()) }))
 	}
 	return m
 }

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -24,11 +25,16 @@ var (
 	// ErrUnsafeRole is returned when DB_ROLE exists but is too powerful to
 	// run jobs under (superuser, BYPASSRLS, CREATEROLE, CREATEDB).
 	ErrUnsafeRole = errors.New("unsafe DB_ROLE")
+	// ErrInvalidURL is returned for a DATABASE_URL that does not parse.
+	ErrInvalidURL = errors.New("invalid DATABASE_URL")
 )
 
 const (
 	connectTimeout = 5 * time.Second
 	pingTimeout    = 5 * time.Second
+	// spareConns are pool connections beyond one per job, so that /readyz's
+	// ping does not queue behind a fully busy worker.
+	spareConns = 2
 )
 
 // Config configures Open.
@@ -37,8 +43,9 @@ type Config struct {
 	URL string
 	// Role is the role every job's SQL runs under.
 	Role Role
-	// MaxConns is the pool size used when URL has no pool_max_conns: the
-	// worker's concurrency, so no job waits for a connection.
+	// MaxConns is the number of jobs that may hold a connection at once (the
+	// worker's concurrency). When URL has no pool_max_conns, the pool gets
+	// that many connections plus two spares.
 	MaxConns int32
 	// Logger receives the pool's warnings.
 	Logger zerolog.Logger
@@ -49,6 +56,8 @@ type DB struct {
 	pool *pgxpool.Pool
 	role Role
 	log  zerolog.Logger
+	// roleLeaks counts connections the guard destroyed.
+	roleLeaks atomic.Int64
 }
 
 // Open builds the pool, pings the database and checks that the role can be
@@ -60,13 +69,13 @@ func Open(ctx context.Context, cfg Config) (*DB, error) {
 	}
 	pcfg, err := pgxpool.ParseConfig(cfg.URL)
 	if err != nil {
-		// pgx's message may echo the URL; strip it of any password.
-		return nil, fmt.Errorf("parse DATABASE_URL: %w", err)
+		// pgx masks the password in its message.
+		return nil, fmt.Errorf("%w: %w", ErrInvalidURL, err)
 	}
 	// pgxpool drops pool_* settings once parsed, so look at the text itself
 	// (it is a URL query parameter or a DSN keyword).
 	if !strings.Contains(cfg.URL, "pool_max_conns") && cfg.MaxConns > 0 {
-		pcfg.MaxConns = cfg.MaxConns
+		pcfg.MaxConns = cfg.MaxConns + spareConns
 	}
 	if pcfg.ConnConfig.ConnectTimeout == 0 {
 		pcfg.ConnConfig.ConnectTimeout = connectTimeout
@@ -117,10 +126,15 @@ func (db *DB) prepareConn(ctx context.Context, conn *pgx.Conn) (bool, error) {
 		return false, fmt.Errorf("check connection role: %w", err)
 	}
 	if !clean {
+		db.roleLeaks.Add(1)
 		db.log.Error().Uint32("pid", conn.PgConn().PID()).Msg("pooled connection carried a role past its transaction; destroyed")
 	}
 	return clean, nil
 }
+
+// RoleLeaks is how many pooled connections the guard has destroyed because
+// they carried a role past their transaction. It should stay 0.
+func (db *DB) RoleLeaks() int64 { return db.roleLeaks.Load() }
 
 // Close closes the pool, waiting for acquired connections to be released.
 func (db *DB) Close() { db.pool.Close() }
@@ -139,19 +153,20 @@ func (db *DB) Role() Role { return db.role }
 // role; the role ends with the transaction, so no pooled connection carries
 // it further.
 func (db *DB) InRole(ctx context.Context, fn func(pgx.Tx) error) error {
-	err := pgx.BeginTxFunc(ctx, db.pool, pgx.TxOptions{}, func(tx pgx.Tx) error {
+	return pgx.BeginTxFunc(ctx, db.pool, pgx.TxOptions{}, func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, "SET LOCAL ROLE "+db.role.ident()); err != nil {
+			// Never ErrRejected: a missing role (SQLSTATE 22023) is an
+			// operational problem that a retry may outlive, not bad data.
 			return fmt.Errorf("set role %s: %w", db.role, err)
 		}
-		return fn(tx)
+		return classify(fn(tx))
 	})
-	return classify(err)
 }
 
-// classify marks errors caused by the data as ErrRejected.
+// classify marks errors caused by the job's data as ErrRejected.
 func classify(err error) error {
 	var pgErr *pgconn.PgError
-	if errors.As(err, &pgErr) && (pgErr.Code[:2] == "22" || pgErr.Code[:2] == "23") {
+	if errors.As(err, &pgErr) && (strings.HasPrefix(pgErr.Code, "22") || strings.HasPrefix(pgErr.Code, "23")) {
 		return fmt.Errorf("%w: %w", ErrRejected, err)
 	}
 	return err

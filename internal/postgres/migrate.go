@@ -10,6 +10,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/jackc/tern/v2/migrate"
 )
 
@@ -47,10 +48,13 @@ func Migrate(ctx context.Context, databaseURL string, opts MigrateOptions) (Migr
 	if opts.Role == (Role{}) {
 		return MigrateResult{}, fmt.Errorf("%w: empty", ErrInvalidRole)
 	}
-	cfg, err := pgx.ParseConfig(databaseURL)
+	// Parsed as the pool parses it, so pool_* settings are checked and kept
+	// out of the connection's runtime parameters.
+	pcfg, err := pgxpool.ParseConfig(databaseURL)
 	if err != nil {
-		return MigrateResult{}, fmt.Errorf("parse DATABASE_URL: %w", err)
+		return MigrateResult{}, fmt.Errorf("%w: %w", ErrInvalidURL, err)
 	}
+	cfg := pcfg.ConnConfig
 	if cfg.ConnectTimeout == 0 {
 		cfg.ConnectTimeout = connectTimeout
 	}
@@ -152,22 +156,23 @@ func setUpRole(ctx context.Context, conn *pgx.Conn, opts MigrateOptions) (warnin
 }
 
 // grantMembership makes member (default: session_user) a member of role, so
-// it can SET ROLE. On PostgreSQL 16 and later the membership does not inherit
-// the role's privileges; before 16 that is the member's NOINHERIT attribute,
-// which Migrate reports but does not change.
+// it can SET ROLE, without inheriting the role's privileges: the login must
+// not write except under SET ROLE. PostgreSQL 16 and later say so on the
+// grant (INHERIT FALSE); before 16 it is the member's NOINHERIT attribute,
+// which is set here when the migrating user may, and reported otherwise.
 func grantMembership(ctx context.Context, tx pgx.Tx, role Role, member string) ([]string, error) {
 	var (
-		name            string
-		super, inherit  bool
-		isMember, found bool
-		serverVersion   int
+		name           string
+		super, inherit bool
+		isMember       bool
+		serverVersion  int
 	)
 	err := tx.QueryRow(ctx, `
 		SELECT r.rolname, r.rolsuper, r.rolinherit,
-		       pg_has_role(r.oid, $2::text, 'MEMBER'), true,
+		       pg_has_role(r.oid, $2::text, 'MEMBER'),
 		       current_setting('server_version_num')::int
 		  FROM pg_roles r WHERE r.rolname = coalesce(nullif($1, ''), session_user)`,
-		member, role.String()).Scan(&name, &super, &inherit, &isMember, &found, &serverVersion)
+		member, role.String()).Scan(&name, &super, &inherit, &isMember, &serverVersion)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, fmt.Errorf("login user %q does not exist", member)
 	}
@@ -187,10 +192,24 @@ func grantMembership(ctx context.Context, tx pgx.Tx, role Role, member string) (
 			return nil, fmt.Errorf("grant role %s to %s: %w", role, name, err)
 		}
 	}
-	if serverVersion < 160000 && inherit {
-		return []string{fmt.Sprintf("login user %q inherits the privileges of %q, so it can write without SET ROLE; run ALTER ROLE %s NOINHERIT", name, role, pgx.Identifier{name}.Sanitize())}, nil
+	if serverVersion >= 160000 || !inherit {
+		return nil, nil
 	}
-	return nil, nil
+	// Before 16: NOINHERIT on the login. A savepoint keeps the transaction
+	// usable when the migrating user lacks CREATEROLE.
+	loginIdent := pgx.Identifier{name}.Sanitize()
+	sp, err := tx.Begin(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("savepoint: %w", err)
+	}
+	if _, err := sp.Exec(ctx, "ALTER ROLE "+loginIdent+" NOINHERIT"); err != nil {
+		_ = sp.Rollback(ctx)
+		return []string{fmt.Sprintf("login user %q inherits the privileges of %q, so it could write without SET ROLE, and this user may not change that (%v); run ALTER ROLE %s NOINHERIT as a superuser", name, role, err, loginIdent)}, nil
+	}
+	if err := sp.Commit(ctx); err != nil {
+		return nil, fmt.Errorf("release savepoint: %w", err)
+	}
+	return []string{fmt.Sprintf("set NOINHERIT on login user %q: before PostgreSQL 16 that is the only way to keep it from writing without SET ROLE %s", name, role)}, nil
 }
 
 // isConcurrencyError reports errors that concurrent role set-ups in other

@@ -94,12 +94,12 @@ func enqueueOne(ctx context.Context, client *asynq.Client, sym, queue string, op
 		r.Err = err
 		return r
 	}
-	task, err := tasks.NewQuoteFetchTask(sym)
+	task, err := tasks.NewQuoteFetchTask(sym, opts...)
 	if err != nil {
 		r.Err = err
 		return r
 	}
-	info, err := client.EnqueueContext(ctx, task, opts...)
+	info, err := client.EnqueueContext(ctx, task)
 	if err != nil {
 		r.Err = err
 		return r

@@ -130,7 +130,7 @@ func TestEnqueueThenStats(t *testing.T) {
 func TestEnqueueOptions(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
-	res := mustEnqueue(t, b, []string{"GOOG", "MSFT"}, asynq.Queue("low"), asynq.ProcessIn(time.Hour), asynq.MaxRetry(0))
+	res := mustEnqueue(t, b, []string{"GOOG", "MSFT"}, asynq.Queue("low"), asynq.ProcessIn(time.Hour), asynq.MaxRetry(2))
 	for _, r := range res {
 		if r.Queue != "low" {
 			t.Errorf("result %+v: want queue low", r)
@@ -139,8 +139,8 @@ func TestEnqueueOptions(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if info.State != asynq.TaskStateScheduled || info.MaxRetry != 0 || info.Timeout != tasks.DefaultTimeout {
-			t.Errorf("task %s: state %v, max retry %d, timeout %v; want scheduled, 0, %v", r.ID, info.State, info.MaxRetry, info.Timeout, tasks.DefaultTimeout)
+		if info.State != asynq.TaskStateScheduled || info.MaxRetry != 2 || info.Timeout != tasks.DefaultTimeout {
+			t.Errorf("task %s: state %v, max retry %d, timeout %v; want scheduled, 2, %v", r.ID, info.State, info.MaxRetry, info.Timeout, tasks.DefaultTimeout)
 		}
 	}
 
