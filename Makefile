@@ -44,10 +44,10 @@ lint: $(GOPATH_BIN)/staticcheck ## gofmt, go vet and staticcheck
 	go vet ./...
 	$(GOPATH_BIN)/staticcheck ./...
 
+# -p 2 -parallel 2: the tests share one Postgres (100 connections) and 14
+# Redis DBs; this is the load they are sized for, whatever the core count.
 .PHONY: test
 test: services lint ## services, lint, then every test with the race detector
-	# -p 2 -parallel 2: the tests share one Postgres (100 connections) and 14
-	# Redis DBs; this is the load they are sized for, whatever the core count.
 	go test -race -count=1 -timeout 30m -p 2 -parallel 2 ./...
 
 $(GOPATH_BIN)/staticcheck:
