@@ -7,17 +7,20 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	stdlog "log"
 	"os"
 	"os/signal"
 	"syscall"
 	"time"
 
 	"github.com/hibiken/asynq"
+	asynqmetrics "github.com/hibiken/asynq/x/metrics"
 	"github.com/redis/go-redis/v9"
 	"github.com/rs/zerolog"
 	"github.com/spf13/cobra"
 
 	"github.com/tickerq/tickerq/internal/admin"
+	"github.com/tickerq/tickerq/internal/broker"
 	"github.com/tickerq/tickerq/internal/cli"
 	"github.com/tickerq/tickerq/internal/config"
 	"github.com/tickerq/tickerq/internal/logging"
@@ -113,6 +116,10 @@ func run(ctx context.Context, cfg *config.Worker) error {
 	}
 	log.Info().Object("config", cfg).Msg("starting worker")
 	redis.SetLogger(logging.Redis{L: log, Level: zerolog.WarnLevel})
+	// Libraries that use the standard logger (asynq's metrics collector)
+	// log through zerolog too.
+	stdlog.SetFlags(0)
+	stdlog.SetOutput(log.With().Str("component", "stdlog").Logger())
 
 	db, err := postgres.Open(ctx, postgres.Config{
 		URL: cfg.DatabaseURL, Role: role, MaxConns: int32(cfg.Concurrency), Logger: log,
@@ -133,8 +140,12 @@ func run(ctx context.Context, cfg *config.Worker) error {
 	if err := pingRedis(ctx, rdb); err != nil {
 		return err
 	}
+	warnRedisSettings(ctx, rdb, log)
 
 	m := metrics.New(db)
+	inspector := asynq.NewInspector(redisOpt)
+	defer inspector.Close()
+	m.Registry().MustRegister(asynqmetrics.NewQueueMetricsCollector(inspector))
 	quotes, err := quote.New(quote.Config{
 		BaseURL:  cfg.QuoteAPIURL,
 		APIKey:   string(cfg.QuoteAPIKey),
@@ -188,6 +199,21 @@ func run(ctx context.Context, cfg *config.Worker) error {
 	srv.Shutdown() // stops fetching, waits for in-flight jobs up to ShutdownTimeout
 	log.Info().Msg("worker stopped")
 	return nil
+}
+
+// warnRedisSettings says once, at start-up, when the broker's settings could
+// evict or lose tasks.
+func warnRedisSettings(ctx context.Context, rdb redis.UniversalClient, log zerolog.Logger) {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	s, err := broker.Read(ctx, rdb)
+	if err != nil {
+		log.Warn().Err(err).Msg("could not check redis for settings that lose tasks (maxmemory-policy, persistence)")
+		return
+	}
+	for _, w := range s.Warnings() {
+		log.Warn().Str("maxmemory_policy", s.MaxMemoryPolicy).Str("appendonly", s.AppendOnly).Str("save", s.Save).Msg(w)
+	}
 }
 
 func pingRedis(ctx context.Context, rdb redis.UniversalClient) error {
