@@ -106,7 +106,14 @@ func RetryDelay(n int, err error, _ *asynq.Task) time.Duration {
 // carry asynq.SkipRetry so they are archived at once.
 func finish(err error) error {
 	if Classify(err) == Permanent && !errors.Is(err, asynq.SkipRetry) {
-		return errors.Join(err, asynq.SkipRetry)
+		return permanentError{err}
 	}
 	return err
 }
+
+// permanentError matches asynq.SkipRetry without adding its wording to the
+// message, which asynq stores as the task's last error for people to read.
+type permanentError struct{ err error }
+
+func (e permanentError) Error() string   { return e.err.Error() }
+func (e permanentError) Unwrap() []error { return []error{e.err, asynq.SkipRetry} }
