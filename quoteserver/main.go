@@ -22,6 +22,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/tickerq/tickerq/internal/cli"
+	tqconfig "github.com/tickerq/tickerq/internal/config"
 	"github.com/tickerq/tickerq/internal/logging"
 	"github.com/tickerq/tickerq/internal/quotesim"
 )
@@ -65,7 +66,7 @@ Environment: QUOTE_API_KEY (default for --api-key), LOG_LEVEL, LOG_FORMAT.`,
 		},
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if !cmd.Flags().Changed("api-key") {
-				cfg.apiKey = os.Getenv("QUOTE_API_KEY")
+				cfg.apiKey = os.Getenv(tqconfig.EnvQuoteAPIKey)
 			}
 			return serve(cmd.Context(), cfg, stderr)
 		},
@@ -84,7 +85,7 @@ Environment: QUOTE_API_KEY (default for --api-key), LOG_LEVEL, LOG_FORMAT.`,
 
 // serve wires logger, handler, listener and server, then runs until ctx ends.
 func serve(ctx context.Context, cfg config, stderr io.Writer) error {
-	logger, err := logging.New(stderr, os.Getenv("LOG_LEVEL"), os.Getenv("LOG_FORMAT"))
+	logger, err := logging.New(stderr, os.Getenv(tqconfig.EnvLogLevel), os.Getenv(tqconfig.EnvLogFormat))
 	if err != nil {
 		return cli.Usage(err)
 	}

@@ -68,17 +68,18 @@ It is idempotent and safe to run from several hosts at once.
 Environment: DATABASE_URL, DB_ROLE, LOG_LEVEL, LOG_FORMAT.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			log, err := logging.New(os.Stderr, cli.Env("LOG_LEVEL", "info"), cli.Env("LOG_FORMAT", "json"))
+			log, err := logging.New(os.Stderr,
+				cli.Env(config.EnvLogLevel, config.DefaultLogLevel), cli.Env(config.EnvLogFormat, config.DefaultLogFormat))
 			if err != nil {
 				return cli.Usage(err)
 			}
-			role, err := postgres.ParseRole(cli.Env("DB_ROLE", config.DefaultDBRole))
+			role, err := postgres.ParseRole(cli.Env(config.EnvDBRole, config.DefaultDBRole))
 			if err != nil {
 				return cli.Usage(err)
 			}
 			ctx, cancel := context.WithTimeout(cmd.Context(), 2*time.Minute)
 			defer cancel()
-			res, err := postgres.Migrate(ctx, cli.Env("DATABASE_URL", config.DefaultDatabaseURL),
+			res, err := postgres.Migrate(ctx, cli.Env(config.EnvDatabaseURL, config.DefaultDatabaseURL),
 				postgres.MigrateOptions{Role: role, Member: member})
 			if errors.Is(err, postgres.ErrUnsafeRole) || errors.Is(err, postgres.ErrInvalidURL) {
 				return cli.Usage(err)
@@ -110,7 +111,7 @@ func run(ctx context.Context, cfg *config.Worker) error {
 	if err != nil {
 		return cli.Usage(err)
 	}
-	redisOpt, err := config.ParseRedisURL("REDIS_URL", cfg.RedisURL)
+	redisOpt, err := config.ParseRedisURL(config.EnvRedisURL, cfg.RedisURL)
 	if err != nil {
 		return cli.Usage(err)
 	}
@@ -134,7 +135,7 @@ func run(ctx context.Context, cfg *config.Worker) error {
 
 	rdb, ok := redisOpt.MakeRedisClient().(redis.UniversalClient)
 	if !ok {
-		return fmt.Errorf("REDIS_URL: unsupported connection type %T", redisOpt)
+		return fmt.Errorf("%s: unsupported connection type %T", config.EnvRedisURL, redisOpt)
 	}
 	defer rdb.Close()
 	if err := pingRedis(ctx, rdb); err != nil {

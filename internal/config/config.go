@@ -28,6 +28,9 @@ const (
 	DefaultAdminAddr       = "127.0.0.1:8081"
 	DefaultShutdownTimeout = 25 * time.Second
 	DefaultQuoteTimeout    = 10 * time.Second
+	DefaultUIAddr          = "127.0.0.1:8080"
+	DefaultLogLevel        = "info"
+	DefaultLogFormat       = "json"
 )
 
 // ErrInvalid is wrapped by every configuration error.
@@ -68,19 +71,19 @@ type Worker struct {
 // parsing.
 func BindWorker(fs *pflag.FlagSet) *Worker {
 	w := &Worker{
-		RedisURL:    cli.Env("REDIS_URL", DefaultRedisURL),
-		DatabaseURL: cli.Env("DATABASE_URL", DefaultDatabaseURL),
-		DBRole:      cli.Env("DB_ROLE", DefaultDBRole),
-		QuoteAPIURL: cli.Env("QUOTE_API_URL", DefaultQuoteAPIURL),
-		QuoteAPIKey: Secret(cli.Env("QUOTE_API_KEY", "")),
-		LogLevel:    cli.Env("LOG_LEVEL", "info"),
-		LogFormat:   cli.Env("LOG_FORMAT", "json"),
-		AdminAddr:   envAllowEmpty("ADMIN_ADDR", DefaultAdminAddr),
+		RedisURL:    cli.Env(EnvRedisURL, DefaultRedisURL),
+		DatabaseURL: cli.Env(EnvDatabaseURL, DefaultDatabaseURL),
+		DBRole:      cli.Env(EnvDBRole, DefaultDBRole),
+		QuoteAPIURL: cli.Env(EnvQuoteAPIURL, DefaultQuoteAPIURL),
+		QuoteAPIKey: Secret(cli.Env(EnvQuoteAPIKey, "")),
+		LogLevel:    cli.Env(EnvLogLevel, DefaultLogLevel),
+		LogFormat:   cli.Env(EnvLogFormat, DefaultLogFormat),
+		AdminAddr:   envAllowEmpty(EnvAdminAddr, DefaultAdminAddr),
 	}
-	fs.StringVar(&w.concurrency, "concurrency", cli.Env("WORKER_CONCURRENCY", strconv.Itoa(DefaultConcurrency)), "jobs in flight in this process (WORKER_CONCURRENCY)")
-	fs.StringVar(&w.queues, "queues", cli.Env("WORKER_QUEUES", DefaultQueues), "queues and their weights, name=weight,... (WORKER_QUEUES)")
+	fs.StringVar(&w.concurrency, "concurrency", cli.Env(EnvWorkerConcurrency, strconv.Itoa(DefaultConcurrency)), "jobs in flight in this process ("+EnvWorkerConcurrency+")")
+	fs.StringVar(&w.queues, "queues", cli.Env(EnvWorkerQueues, DefaultQueues), "queues and their weights, name=weight,... ("+EnvWorkerQueues+")")
 	fs.DurationVar(&w.ShutdownTimeout, "shutdown-timeout", DefaultShutdownTimeout, "on SIGTERM/SIGINT, how long in-flight jobs may run before they are handed back to the queue")
-	fs.StringVar(&w.AdminAddr, "admin-addr", w.AdminAddr, "address of /healthz, /readyz and /metrics; empty disables them (ADMIN_ADDR)")
+	fs.StringVar(&w.AdminAddr, "admin-addr", w.AdminAddr, "address of /healthz, /readyz and /metrics; empty disables them ("+EnvAdminAddr+")")
 	fs.DurationVar(&w.QuoteTimeout, "quote-timeout", DefaultQuoteTimeout, "timeout of one quote API request")
 	return w
 }

@@ -1,0 +1,47 @@
+package config
+
+// Names of the environment variables of the contract (shared/CONTRACT.md,
+// "Environment"), plus the web UI's own settings. This file is the one place
+// that spells them: programs, tests and deployment checks (the test of
+// docker-compose.yml in internal/compose) use these constants and lists.
+const (
+	EnvRedisURL          = "REDIS_URL"
+	EnvDatabaseURL       = "DATABASE_URL"
+	EnvDBRole            = "DB_ROLE"
+	EnvQuoteAPIURL       = "QUOTE_API_URL"
+	EnvQuoteAPIKey       = "QUOTE_API_KEY"
+	EnvWorkerConcurrency = "WORKER_CONCURRENCY"
+	EnvWorkerQueues      = "WORKER_QUEUES"
+	EnvAdminAddr         = "ADMIN_ADDR"
+	EnvUIAddr            = "UI_ADDR"
+	EnvLogLevel          = "LOG_LEVEL"
+	EnvLogFormat         = "LOG_FORMAT"
+
+	// Read by `producer ui` only. EnvUIUser and EnvUIPassword (both or
+	// neither) require HTTP basic authentication; EnvUIReadOnly=true is the
+	// default of --read-only.
+	EnvUIUser     = "UI_USER"
+	EnvUIPassword = "UI_PASSWORD"
+	EnvUIReadOnly = "UI_READ_ONLY"
+)
+
+// What each program reads: every variable it looks at, and nothing else.
+// Keep these in step with the programs' --help ("Environment: ...").
+var (
+	// WorkerEnv is read by `worker`.
+	WorkerEnv = []string{
+		EnvRedisURL, EnvDatabaseURL, EnvDBRole, EnvQuoteAPIURL, EnvQuoteAPIKey,
+		EnvWorkerConcurrency, EnvWorkerQueues, EnvAdminAddr, EnvLogLevel, EnvLogFormat,
+	}
+	// MigrateEnv is read by `worker migrate`.
+	MigrateEnv = []string{EnvDatabaseURL, EnvDBRole, EnvLogLevel, EnvLogFormat}
+	// ProducerEnv is read by `producer enqueue`, `producer stats` and
+	// `producer wait`.
+	ProducerEnv = []string{EnvRedisURL, EnvLogLevel, EnvLogFormat}
+	// UIEnv is read by `producer ui`.
+	UIEnv = []string{
+		EnvRedisURL, EnvUIAddr, EnvUIUser, EnvUIPassword, EnvUIReadOnly, EnvLogLevel, EnvLogFormat,
+	}
+	// QuoteserverEnv is read by `quoteserver`.
+	QuoteserverEnv = []string{EnvQuoteAPIKey, EnvLogLevel, EnvLogFormat}
+)
