@@ -1,7 +1,8 @@
 // Command producer enqueues quote-fetch jobs for stock symbols and reports on
-// the queues that hold them: `producer enqueue`, `producer stats` and
-// `producer wait`. Data goes to stdout, errors and logs to stderr; it exits
-// 0 on success, 1 on a runtime failure and 2 on bad usage or invalid input.
+// the queues that hold them: `producer enqueue`, `producer stats`,
+// `producer wait`, and `producer ui`, which serves the asynqmon web UI. Data
+// goes to stdout, errors and logs to stderr; it exits 0 on success, 1 on a
+// runtime failure and 2 on bad usage or invalid input.
 package main
 
 import (
@@ -41,7 +42,7 @@ func rootCmd() *cobra.Command {
 		Use:   "producer",
 		Short: "Enqueue quote-fetch jobs and watch their queues",
 		Long: `producer enqueues quote-fetch jobs for stock symbols in Redis and reports
-on the asynq queues that hold them.
+on the asynq queues that hold them; ui serves the asynqmon web UI over them.
 
 Environment: REDIS_URL (default ` + config.DefaultRedisURL + `; redis://,
 rediss://, redis-socket:// or redis-sentinel://), LOG_LEVEL, LOG_FORMAT.
@@ -49,12 +50,12 @@ rediss://, redis-socket:// or redis-sentinel://), LOG_LEVEL, LOG_FORMAT.
 Exit codes: 0 success, 1 runtime failure, 2 bad usage or invalid input.`,
 		Args: cobra.NoArgs,
 		RunE: func(*cobra.Command, []string) error {
-			return cli.Usagef("missing command: want enqueue, stats or wait (see producer --help)")
+			return cli.Usagef("missing command: want enqueue, stats, wait or ui (see producer --help)")
 		},
 		CompletionOptions: cobra.CompletionOptions{DisableDefaultCmd: true},
 	}
 	cmd.PersistentFlags().StringVar(&g.redisURL, "redis-url", "", "Redis to use; overrides REDIS_URL")
-	cmd.AddCommand(enqueueCmd(&g), statsCmd(&g), waitCmd(&g))
+	cmd.AddCommand(enqueueCmd(&g), statsCmd(&g), waitCmd(&g), uiCmd(&g))
 	return cmd
 }
 
@@ -67,13 +68,13 @@ type env struct {
 // load reads the logging settings and the Redis URL (--redis-url, else
 // REDIS_URL, else the default). Both are usage errors when invalid.
 func (g *globals) load(cmd *cobra.Command) (env, error) {
-	log, err := logging.New(cmd.ErrOrStderr(), cli.Env("LOG_LEVEL", "info"), cli.Env("LOG_FORMAT", "json"))
+	log, err := logging.New(cmd.ErrOrStderr(), cli.Env(config.EnvLogLevel, config.DefaultLogLevel), cli.Env(config.EnvLogFormat, config.DefaultLogFormat))
 	if err != nil {
 		return env{}, cli.Usage(err)
 	}
 	source, raw := "--redis-url", g.redisURL
 	if !cmd.Flags().Changed("redis-url") {
-		source, raw = "REDIS_URL", cli.Env("REDIS_URL", config.DefaultRedisURL)
+		source, raw = config.EnvRedisURL, cli.Env(config.EnvRedisURL, config.DefaultRedisURL)
 	}
 	opt, err := config.ParseRedisURL(source, raw)
 	if err != nil {

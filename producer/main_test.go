@@ -1,15 +1,22 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/tickerq/tickerq/internal/testenv"
 )
@@ -45,13 +52,29 @@ type result struct {
 // run runs the producer with REDIS_URL=redisURL and stdin, and returns its output.
 func run(t *testing.T, redisURL, stdin string, args ...string) result {
 	t.Helper()
+	return runEnv(t, redisURL, nil, stdin, args...)
+}
+
+// command prepares the producer with REDIS_URL=redisURL and the variables
+// of env (NAME=value), but none of LOG_* and UI_* from the test's own
+// environment.
+func command(t *testing.T, redisURL string, env []string, args ...string) *exec.Cmd {
+	t.Helper()
 	cmd := exec.CommandContext(t.Context(), binary, args...)
 	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "REDIS_URL=") && !strings.HasPrefix(kv, "LOG_") {
+		if !strings.HasPrefix(kv, "REDIS_URL=") && !strings.HasPrefix(kv, "LOG_") && !strings.HasPrefix(kv, "UI_") {
 			cmd.Env = append(cmd.Env, kv)
 		}
 	}
 	cmd.Env = append(cmd.Env, "REDIS_URL="+redisURL)
+	cmd.Env = append(cmd.Env, env...)
+	return cmd
+}
+
+// runEnv is run with more variables in the environment.
+func runEnv(t *testing.T, redisURL string, env []string, stdin string, args ...string) result {
+	t.Helper()
+	cmd := command(t, redisURL, env, args...)
 	cmd.Stdin = strings.NewReader(stdin)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
@@ -286,7 +309,7 @@ func TestRedisDown(t *testing.T) {
 
 func TestHelp(t *testing.T) {
 	t.Parallel()
-	for _, args := range [][]string{{"--help"}, {"enqueue", "--help"}, {"stats", "--help"}, {"wait", "-h"}, {"help", "enqueue"}} {
+	for _, args := range [][]string{{"--help"}, {"enqueue", "--help"}, {"stats", "--help"}, {"wait", "-h"}, {"help", "enqueue"}, {"ui", "--help"}} {
 		r := run(t, "redis://127.0.0.1:1/1", "", args...)
 		if r.code != 0 || !strings.Contains(r.stdout, "Usage:") || r.stderr != "" {
 			t.Errorf("%q: exit %d, stdout %q, stderr %q; want 0 and usage on stdout", args, r.code, r.stdout, r.stderr)
@@ -311,4 +334,234 @@ func TestWait(t *testing.T) {
 	if r.code != 1 {
 		t.Errorf("wait on critical and default: exit %d, want 1", r.code)
 	}
+}
+
+// uiProc is a running `producer ui`.
+type uiProc struct {
+	cmd  *exec.Cmd
+	base string        // http://host:port to reach it
+	done chan struct{} // closed once stderr is read to its end
+
+	mu     sync.Mutex
+	stderr strings.Builder
+}
+
+// startUI starts `producer ui args...` and waits until it logs that it
+// listens.
+func startUI(t *testing.T, redisURL string, env []string, args ...string) *uiProc {
+	t.Helper()
+	cmd := command(t, redisURL, env, append([]string{"ui"}, args...)...)
+	pipe, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start producer ui: %v", err)
+	}
+	p := &uiProc{cmd: cmd, done: make(chan struct{})}
+	t.Cleanup(func() { // when the test failed before stop
+		_ = cmd.Process.Kill()
+		<-p.done
+		_ = cmd.Wait()
+	})
+	listening := make(chan string, 1)
+	go func() {
+		defer close(p.done)
+		sc := bufio.NewScanner(pipe)
+		for sc.Scan() {
+			p.mu.Lock()
+			p.stderr.WriteString(sc.Text() + "\n")
+			p.mu.Unlock()
+			var l struct{ Message, Addr string }
+			if json.Unmarshal(sc.Bytes(), &l) == nil && l.Message == "web UI listening" {
+				listening <- l.Addr
+			}
+		}
+		_, _ = io.Copy(io.Discard, pipe)
+	}()
+	select {
+	case addr := <-listening:
+		host, port, err := net.SplitHostPort(addr)
+		if err != nil {
+			t.Fatalf("producer ui logged address %q: %v", addr, err)
+		}
+		if ip := net.ParseIP(host); ip == nil || ip.IsUnspecified() {
+			host = "127.0.0.1"
+		}
+		p.base = "http://" + net.JoinHostPort(host, port)
+	case <-p.done:
+		t.Fatalf("producer ui %q exited before listening:\n%s", args, p.logs())
+	case <-time.After(15 * time.Second):
+		t.Fatalf("producer ui %q did not log that it listens within 15s:\n%s", args, p.logs())
+	}
+	return p
+}
+
+func (p *uiProc) logs() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.stderr.String()
+}
+
+// stop sends SIGTERM and returns the exit code and all of stderr.
+func (p *uiProc) stop(t *testing.T) (int, string) {
+	t.Helper()
+	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatalf("signal producer ui: %v", err)
+	}
+	select {
+	case <-p.done:
+	case <-time.After(15 * time.Second):
+		t.Fatalf("producer ui did not stop within 15s of SIGTERM:\n%s", p.logs())
+	}
+	_ = p.cmd.Wait()
+	return p.cmd.ProcessState.ExitCode(), p.logs()
+}
+
+// status sends method path to the UI and returns the status code.
+func (p *uiProc) status(t *testing.T, method, path string) int {
+	t.Helper()
+	req, err := http.NewRequestWithContext(t.Context(), method, p.base+path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, path, err)
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	return resp.StatusCode
+}
+
+// warnings returns the messages of the warn-level log lines in stderr.
+func warnings(stderr string) []string {
+	var out []string
+	for _, line := range strings.Split(stderr, "\n") {
+		var l struct{ Level, Message string }
+		if json.Unmarshal([]byte(line), &l) == nil && l.Level == "warn" {
+			out = append(out, l.Message)
+		}
+	}
+	return out
+}
+
+func TestUIServesAndStops(t *testing.T) {
+	t.Parallel()
+	url := testenv.RedisURL(t)
+	type check struct {
+		method, path string
+		want         int
+	}
+	tests := []struct {
+		name      string
+		env       []string
+		args      []string
+		checks    []check
+		exposed   bool // want the loud no-authentication warning
+		tlsAdvice bool // want the warning about basic auth in clear text
+	}{
+		{
+			name:   "loopback",
+			args:   []string{"--addr", "127.0.0.1:0"},
+			checks: []check{{"GET", "/", 200}, {"GET", "/api/queues", 200}},
+		},
+		{
+			name:    "all interfaces without auth",
+			args:    []string{"--addr", "0.0.0.0:0"},
+			checks:  []check{{"GET", "/", 200}},
+			exposed: true,
+		},
+		{
+			name:      "all interfaces with auth",
+			env:       []string{"UI_USER=ops", "UI_PASSWORD=secret"},
+			args:      []string{"--addr", "0.0.0.0:0"},
+			checks:    []check{{"GET", "/", 401}, {"GET", "/api/queues", 401}},
+			tlsAdvice: true,
+		},
+		{
+			name:   "read-only from the environment, address too",
+			env:    []string{"UI_READ_ONLY=true", "UI_ADDR=127.0.0.1:0"},
+			checks: []check{{"GET", "/api/queues", 200}, {"POST", "/api/queues/default:pause", 405}},
+		},
+		{
+			name:   "read-only flag",
+			args:   []string{"--addr", "localhost:0", "--read-only"},
+			checks: []check{{"GET", "/", 200}, {"DELETE", "/api/queues/default", 405}},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			p := startUI(t, url, tt.env, tt.args...)
+			for _, c := range tt.checks {
+				if got := p.status(t, c.method, c.path); got != c.want {
+					t.Errorf("%s %s = %d, want %d", c.method, c.path, got, c.want)
+				}
+			}
+			code, stderr := p.stop(t)
+			if code != 0 || !strings.Contains(stderr, `"message":"web UI stopped"`) {
+				t.Errorf("after SIGTERM: exit %d, want 0 and a clean stop; stderr:\n%s", code, stderr)
+			}
+			var exposed, tlsAdvice bool
+			for _, w := range warnings(stderr) {
+				if strings.Contains(w, "anyone who can reach port") {
+					exposed = true
+					for _, want := range []string{"NO AUTHENTICATION", "delete", "retry", "UI_USER", "UI_PASSWORD"} {
+						if !strings.Contains(w, want) {
+							t.Errorf("warning %q does not say %q", w, want)
+						}
+					}
+				}
+				tlsAdvice = tlsAdvice || strings.Contains(w, "clear text")
+			}
+			if exposed != tt.exposed || tlsAdvice != tt.tlsAdvice {
+				t.Errorf("no-auth warning %v (want %v), clear-text warning %v (want %v); stderr:\n%s", exposed, tt.exposed, tlsAdvice, tt.tlsAdvice, stderr)
+			}
+		})
+	}
+}
+
+func TestUIUsageErrors(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name string
+		env  []string
+		args []string
+		want string
+	}{
+		{"user without password", []string{"UI_USER=ops"}, nil, "UI_PASSWORD"},
+		{"password without user", []string{"UI_PASSWORD=secret"}, nil, "UI_USER"},
+		{"address without port", nil, []string{"--addr", "127.0.0.1"}, "--addr"},
+		{"empty address", nil, []string{"--addr", ""}, "--addr"},
+		{"port out of range", nil, []string{"--addr", "127.0.0.1:99999"}, "--addr"},
+		{"named port", nil, []string{"--addr", "127.0.0.1:http"}, "--addr"},
+		{"bad UI_ADDR", []string{"UI_ADDR=nonsense"}, nil, "nonsense"},
+		{"bad UI_READ_ONLY", []string{"UI_READ_ONLY=maybe"}, []string{"--addr", "127.0.0.1:0"}, "UI_READ_ONLY"},
+		{"argument", nil, []string{"--addr", "127.0.0.1:0", "extra"}, "extra"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			r := runEnv(t, "redis://127.0.0.1:1/1", tt.env, "", append([]string{"ui"}, tt.args...)...)
+			if r.code != 2 {
+				t.Errorf("exit %d, want 2 (stderr %q)", r.code, r.stderr)
+			}
+			wantStderrLine(t, r, tt.want)
+		})
+	}
+}
+
+func TestUIAddressTaken(t *testing.T) {
+	t.Parallel()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	r := run(t, "redis://127.0.0.1:1/1", "", "ui", "--addr", ln.Addr().String())
+	if r.code != 1 {
+		t.Errorf("exit %d, want 1 (stderr %q)", r.code, r.stderr)
+	}
+	wantStderrLine(t, r, ln.Addr().String(), "address already in use")
 }
