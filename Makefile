@@ -19,7 +19,7 @@ services: tools ## make Redis and PostgreSQL available (start or install them) a
 	@scripts/services.sh
 
 .PHONY: tools
-tools: ## install the C compiler (for -race) and curl when missing
+tools: ## install the C compiler (for -race), curl and Chromium (browser test) when missing
 	@scripts/tools.sh
 
 .PHONY: build

@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # tools.sh — the build tools the Makefile needs beyond Go itself: a C
-# compiler (the race detector needs cgo) and curl (make run's readiness
-# checks). Installed from Debian's packages when missing.
+# compiler (the race detector needs cgo), curl (make run's readiness
+# checks) and Chromium (the browser test of the web UI drives it headless).
+# Installed from Debian's packages when missing.
 set -euo pipefail
 
 missing=()
 command -v go >/dev/null || { echo "tools: Go 1.26 is required (https://go.dev/dl/)" >&2; exit 1; }
 command -v gcc >/dev/null || missing+=(gcc libc6-dev)
 command -v curl >/dev/null || missing+=(curl)
+[ -x /usr/bin/chromium ] || command -v chromium >/dev/null || missing+=(chromium)
 [ ${#missing[@]} -eq 0 ] && exit 0
 
 echo "tools: installing ${missing[*]}" >&2
