@@ -31,11 +31,11 @@ migrate: services build ## apply the schema and the DB_ROLE role
 	$(BIN)/worker migrate
 
 .PHONY: run
-run: migrate stop ## services, schema, quoteserver and worker in the background, then enqueue the sample watchlist
+run: migrate stop ## services, schema, quoteserver, worker and web UI in the background, then enqueue the sample watchlist
 	@scripts/run.sh "$(BIN)" "$(RUN_DIR)" "$(WATCHLIST)"
 
 .PHONY: stop
-stop: ## stop the quoteserver and worker that `make run` started
+stop: ## stop the web UI, worker and quoteserver that `make run` started
 	@scripts/stop.sh "$(RUN_DIR)"
 
 .PHONY: lint

@@ -32,6 +32,10 @@ wait_http "http://$quote_addr/api/v1/quote?symbol=AAPL" quoteserver
 LOG_FORMAT=${LOG_FORMAT:-console} start worker "$bin/worker"
 if [ -n "$admin_addr" ]; then wait_http "http://$admin_addr/readyz" worker; else sleep 1; fi
 
+ui_addr=${UI_ADDR:-127.0.0.1:8080}
+start ui "$bin/producer" ui --addr "$ui_addr"
+wait_http "http://$ui_addr/" ui
+
 echo "run: enqueueing $watchlist" >&2
 "$bin/producer" enqueue --file "$watchlist"
 "$bin/producer" wait --timeout 60s
@@ -41,6 +45,7 @@ db=${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/tickerq?sslmode=disable}
 cat <<MSG
 
 tickerq is running in the background (stop it with: make stop).
+  web UI:   http://$ui_addr/   (asynqmon: queues, tasks, results, errors)
   prices:   psql '$db' -c 'SELECT symbol, price, quoted_at, written_by, task_id FROM stock_prices ORDER BY id DESC LIMIT 20'
   queues:   $bin/producer stats
   enqueue:  $bin/producer enqueue IBM ORCL   (or --file $watchlist)

@@ -3,7 +3,7 @@
 # process (the worker drains in-flight jobs first).
 set -euo pipefail
 run_dir=$1
-for name in worker quoteserver; do
+for name in ui worker quoteserver; do
 	pidfile="$run_dir/$name.pid"
 	[ -f "$pidfile" ] || continue
 	pid=$(cat "$pidfile")
