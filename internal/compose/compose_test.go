@@ -21,6 +21,7 @@ import (
 	"github.com/compose-spec/compose-go/v2/types"
 
 	"github.com/tickerq/tickerq/internal/config"
+	"github.com/tickerq/tickerq/internal/testenv"
 )
 
 // repoRoot is the repository, seen from this package's directory.
@@ -630,12 +631,11 @@ func TestProgramsMatchTheirHelp(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds the programs")
 	}
-	bin := t.TempDir()
-	build := exec.Command("go", "build", "-o", bin+string(filepath.Separator),
-		"../../worker", "../../producer", "../../quoteserver")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
+	bin, err := testenv.BuildPrograms()
+	if err != nil {
+		t.Fatal(err)
 	}
+	t.Cleanup(func() { _ = os.RemoveAll(bin) })
 	help := func(t *testing.T, key string) string {
 		t.Helper()
 		args := append(strings.Fields(key)[1:], "--help")

@@ -27,17 +27,11 @@ import (
 var bin string
 
 func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "tickerq-e2e-bin-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
 	// Built without the race detector: these tests measure wall time, and the
 	// packages' own tests already run under -race.
-	build := exec.Command("go", "build", "-o", dir+"/", "../../worker", "../../producer", "../../quoteserver")
-	build.Stdout, build.Stderr = os.Stderr, os.Stderr
-	if err := build.Run(); err != nil {
-		fmt.Fprintln(os.Stderr, "e2e: build:", err)
+	dir, err := testenv.BuildPrograms()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "e2e:", err)
 		os.Exit(1)
 	}
 	bin = dir
