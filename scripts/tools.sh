@@ -19,4 +19,6 @@ if [ "$(id -u)" -ne 0 ]; then
 	sudo=sudo
 fi
 $sudo apt-get update -qq
-DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
+# env, not a prefix: sudo resets the environment, and a debconf question
+# hidden behind -qq would hang the build.
+$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}"

@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -158,6 +157,24 @@ func (p *proc) stop(t *testing.T, timeout time.Duration) int {
 func (e *env) startQuoteserver(args ...string) (string, *proc) {
 	e.t.Helper()
 	p := e.start("quoteserver", nil, append([]string{"--addr", "127.0.0.1:0"}, args...)...)
+	return "http://" + e.loggedAddr(p, "quoteserver listening"), p
+}
+
+// startWorker runs the worker with its admin server on a port the kernel
+// picks, and waits until it is ready.
+func (e *env) startWorker(extraEnv []string, args ...string) (*proc, string) {
+	e.t.Helper()
+	p := e.start("worker", append([]string{"ADMIN_ADDR=127.0.0.1:0"}, extraEnv...), args...)
+	admin := e.loggedAddr(p, "admin server listening")
+	waitHTTP(e.t, "http://"+admin+"/readyz", 30*time.Second, p)
+	return p, admin
+}
+
+// loggedAddr waits for p's JSON log line with message msg and returns its
+// addr field: programs bind port 0 and log the real address, so no port is
+// chosen before it is bound.
+func (e *env) loggedAddr(p *proc, msg string) string {
+	e.t.Helper()
 	deadline := time.Now().Add(15 * time.Second)
 	for time.Now().Before(deadline) {
 		for _, line := range strings.Split(p.logs.String(), "\n") {
@@ -165,33 +182,18 @@ func (e *env) startQuoteserver(args ...string) (string, *proc) {
 				Msg  string `json:"message"`
 				Addr string `json:"addr"`
 			}
-			if json.Unmarshal([]byte(line), &ev) == nil && ev.Addr != "" {
-				return "http://" + ev.Addr, p
+			if json.Unmarshal([]byte(line), &ev) == nil && ev.Msg == msg && ev.Addr != "" {
+				return ev.Addr
 			}
 		}
-		time.Sleep(20 * time.Millisecond)
+		select {
+		case <-p.done:
+			e.t.Fatalf("%s exited before logging %q: %v\n%s", p.name, msg, p.err, p.logs.String())
+		case <-time.After(20 * time.Millisecond):
+		}
 	}
-	e.t.Fatalf("quoteserver did not report its address; logs:\n%s", p.logs.String())
-	return "", nil
-}
-
-// startWorker runs the worker and waits until its admin server is ready.
-func (e *env) startWorker(extraEnv []string, args ...string) (*proc, string) {
-	e.t.Helper()
-	admin := freeAddr(e.t)
-	p := e.start("worker", append([]string{"ADMIN_ADDR=" + admin}, extraEnv...), args...)
-	waitHTTP(e.t, "http://"+admin+"/readyz", 30*time.Second, p)
-	return p, admin
-}
-
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
+	e.t.Fatalf("%s did not log %q with its address; logs:\n%s", p.name, msg, p.logs.String())
+	return ""
 }
 
 func waitHTTP(t *testing.T, url string, timeout time.Duration, p *proc) {

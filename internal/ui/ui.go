@@ -12,6 +12,7 @@ import (
 	"crypto/subtle"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"path"
 	"strings"
@@ -38,6 +39,10 @@ type Config struct {
 	// ReadOnly lets people look but not change anything: asynqmon hides its
 	// buttons, and every request but GET and HEAD is refused with 405.
 	ReadOnly bool
+	// Loopback says the UI listens on a loopback address only. Without
+	// basic auth it then answers only requests addressed to localhost or a
+	// loopback IP, which shuts out DNS-rebinding pages.
+	Loopback bool
 }
 
 // Handler is the web UI. Close it to release its Redis connections.
@@ -53,6 +58,10 @@ func New(cfg Config) (*Handler, error) {
 	}
 	if (cfg.User == "") != (cfg.Password == "") {
 		return nil, fmt.Errorf("%w: basic auth needs both a user and a password", ErrInvalidConfig)
+	}
+	if strings.Contains(cfg.User, ":") {
+		// Basic auth sends "user:password"; a colon in the user can never match.
+		return nil, fmt.Errorf("%w: the basic-auth user must not contain ':'", ErrInvalidConfig)
 	}
 	mon := asynqmon.New(asynqmon.Options{
 		RootPath:         "/",
@@ -71,6 +80,8 @@ func New(cfg Config) (*Handler, error) {
 	h = http.NewCrossOriginProtection().Handler(h)
 	if cfg.User != "" {
 		h = basicAuth(cfg.User, cfg.Password, h)
+	} else if cfg.Loopback {
+		h = loopbackHostOnly(h)
 	}
 	return &Handler{mon: mon, next: securityHeaders(h)}, nil
 }
@@ -112,6 +123,27 @@ func basicAuth(user, password string, next http.Handler) http.Handler {
 
 // readOnly refuses every method but GET and HEAD, whatever the path. asynqmon's
 // own read-only mode guards only the API routes it knows.
+// loopbackHostOnly refuses requests whose Host is not localhost or a
+// loopback address. Without a password, a UI on loopback is protected only
+// by being unreachable from elsewhere; a web page could still reach it by
+// pointing a name of its own at 127.0.0.1 (DNS rebinding), and its requests
+// would look same-origin. Such requests carry that name as Host.
+func loopbackHostOnly(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		host := r.Host
+		if h, _, err := net.SplitHostPort(host); err == nil {
+			host = h
+		}
+		host = strings.Trim(host, "[]")
+		ip := net.ParseIP(host)
+		if !strings.EqualFold(host, "localhost") && (ip == nil || !ip.IsLoopback()) {
+			http.Error(w, "421 misdirected request: this web UI answers only to localhost; set UI_USER and UI_PASSWORD to serve other names", http.StatusMisdirectedRequest)
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
 func readOnly(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Method != http.MethodGet && r.Method != http.MethodHead {

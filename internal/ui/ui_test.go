@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"path"
@@ -80,6 +81,7 @@ func TestNewInvalidConfig(t *testing.T) {
 		{"no redis", Config{}},
 		{"user without password", Config{Redis: nowhere, User: "ops"}},
 		{"password without user", Config{Redis: nowhere, Password: "secret"}},
+		{"colon in user", Config{Redis: nowhere, User: "ops:team", Password: "secret"}},
 	} {
 		h, err := New(tc.cfg)
 		if !errors.Is(err, ErrInvalidConfig) {
@@ -414,6 +416,51 @@ func TestBasicAuth(t *testing.T) {
 	}
 	if a := do(t, http.MethodGet, locked.URL+"/api/queues", user, password, nil); a.body != "{\"queues\":[]}\n" {
 		t.Errorf("GET /api/queues with auth = %q", a.body)
+	}
+}
+
+// TestLoopbackHostOnly: without a password, a UI on loopback answers only
+// requests addressed to localhost, so a DNS-rebinding page that points its
+// own name at 127.0.0.1 gets nothing; with a password, any Host is fine.
+func TestLoopbackHostOnly(t *testing.T) {
+	t.Parallel()
+	redis := testenv.RedisClientOpt(t, testenv.RedisURL(t))
+	open := serve(t, Config{Redis: redis, Loopback: true})
+	locked := serve(t, Config{Redis: redis, Loopback: true, User: "ops", Password: "pw"})
+	_, port, _ := net.SplitHostPort(strings.TrimPrefix(open.URL, "http://"))
+	for _, tc := range []struct {
+		srv        *httptest.Server
+		host       string
+		user, pass string
+		want       int
+	}{
+		{open, "127.0.0.1:" + port, "", "", http.StatusOK},
+		{open, "localhost:" + port, "", "", http.StatusOK},
+		{open, "LOCALHOST", "", "", http.StatusOK},
+		{open, "[::1]:" + port, "", "", http.StatusOK},
+		{open, "evil.example:" + port, "", "", http.StatusMisdirectedRequest},
+		{open, "127.0.0.1.nip.io:" + port, "", "", http.StatusMisdirectedRequest},
+		{open, "192.168.1.5:" + port, "", "", http.StatusMisdirectedRequest},
+		{locked, "evil.example:" + port, "ops", "pw", http.StatusOK},
+	} {
+		for _, path := range []string{"/", "/api/queues"} {
+			req, err := http.NewRequest(http.MethodGet, tc.srv.URL+path, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			req.Host = tc.host
+			if tc.user != "" {
+				req.SetBasicAuth(tc.user, tc.pass)
+			}
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != tc.want {
+				t.Errorf("GET %s with Host %q (auth %v) = %d, want %d", path, tc.host, tc.user != "", resp.StatusCode, tc.want)
+			}
+		}
 	}
 }
 
