@@ -9,7 +9,6 @@ import (
 	"net/http"
 	"os"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -87,7 +86,7 @@ func runUI(cmd *cobra.Command, g *globals, f *uiFlags) error {
 	}
 	handler, err := ui.New(ui.Config{
 		Redis: e.redis, User: user, Password: password, ReadOnly: f.readOnly,
-		Loopback: loopbackHost(f.addr),
+		Loopback: ui.IsLoopbackHost(f.addr),
 	})
 	if err != nil {
 		return cli.Usage(err)
@@ -153,20 +152,6 @@ func checkListenAddr(addr string) error {
 		return cli.Usagef("--addr %q: port must be a number from 0 to 65535", addr)
 	}
 	return nil
-}
-
-// loopbackHost reports whether a listen address names localhost or a
-// loopback IP (not every interface).
-func loopbackHost(addr string) bool {
-	host, _, err := net.SplitHostPort(addr)
-	if err != nil {
-		return false
-	}
-	if strings.EqualFold(host, "localhost") {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
 }
 
 // warnExposure warns loudly when the UI listens beyond loopback without

@@ -130,18 +130,26 @@ func basicAuth(user, password string, next http.Handler) http.Handler {
 // would look same-origin. Such requests carry that name as Host.
 func loopbackHostOnly(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		host := r.Host
-		if h, _, err := net.SplitHostPort(host); err == nil {
-			host = h
-		}
-		host = strings.Trim(host, "[]")
-		ip := net.ParseIP(host)
-		if !strings.EqualFold(host, "localhost") && (ip == nil || !ip.IsLoopback()) {
+		if !IsLoopbackHost(r.Host) {
 			http.Error(w, "421 misdirected request: this web UI answers only to localhost; set UI_USER and UI_PASSWORD to serve other names", http.StatusMisdirectedRequest)
 			return
 		}
 		next.ServeHTTP(w, r)
 	})
+}
+
+// IsLoopbackHost reports whether host, with or without a port, is
+// localhost or a loopback IP: a Host header, or a listen address.
+func IsLoopbackHost(host string) bool {
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		host = h
+	}
+	host = strings.Trim(host, "[]")
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 func readOnly(next http.Handler) http.Handler {
