@@ -68,7 +68,7 @@ type env struct {
 // load reads the logging settings and the Redis URL (--redis-url, else
 // REDIS_URL, else the default). Both are usage errors when invalid.
 func (g *globals) load(cmd *cobra.Command) (env, error) {
-	log, err := logging.New(cmd.ErrOrStderr(), cli.Env(config.EnvLogLevel, config.DefaultLogLevel), cli.Env(config.EnvLogFormat, config.DefaultLogFormat))
+	log, err := config.Logger(cmd.ErrOrStderr())
 	if err != nil {
 		return env{}, cli.Usage(err)
 	}

@@ -23,7 +23,6 @@ import (
 
 	"github.com/tickerq/tickerq/internal/cli"
 	tqconfig "github.com/tickerq/tickerq/internal/config"
-	"github.com/tickerq/tickerq/internal/logging"
 	"github.com/tickerq/tickerq/internal/quotesim"
 )
 
@@ -85,7 +84,7 @@ Environment: QUOTE_API_KEY (default for --api-key), LOG_LEVEL, LOG_FORMAT.`,
 
 // serve wires logger, handler, listener and server, then runs until ctx ends.
 func serve(ctx context.Context, cfg config, stderr io.Writer) error {
-	logger, err := logging.New(stderr, os.Getenv(tqconfig.EnvLogLevel), os.Getenv(tqconfig.EnvLogFormat))
+	logger, err := tqconfig.Logger(stderr)
 	if err != nil {
 		return cli.Usage(err)
 	}

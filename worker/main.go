@@ -68,8 +68,7 @@ It is idempotent and safe to run from several hosts at once.
 Environment: DATABASE_URL, DB_ROLE, LOG_LEVEL, LOG_FORMAT.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			log, err := logging.New(os.Stderr,
-				cli.Env(config.EnvLogLevel, config.DefaultLogLevel), cli.Env(config.EnvLogFormat, config.DefaultLogFormat))
+			log, err := config.Logger(os.Stderr)
 			if err != nil {
 				return cli.Usage(err)
 			}

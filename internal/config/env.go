@@ -1,5 +1,14 @@
 package config
 
+import (
+	"io"
+
+	"github.com/rs/zerolog"
+
+	"github.com/tickerq/tickerq/internal/cli"
+	"github.com/tickerq/tickerq/internal/logging"
+)
+
 // Names of the environment variables of the contract (shared/CONTRACT.md,
 // "Environment"), plus the web UI's own settings. This file is the one place
 // that spells them: programs, tests and deployment checks (the test of
@@ -45,3 +54,9 @@ var (
 	// QuoteserverEnv is read by `quoteserver`.
 	QuoteserverEnv = []string{EnvQuoteAPIKey, EnvLogLevel, EnvLogFormat}
 )
+
+// Logger builds a logger writing to w from LOG_LEVEL and LOG_FORMAT, for the
+// commands that take no other logging configuration.
+func Logger(w io.Writer) (zerolog.Logger, error) {
+	return logging.New(w, cli.Env(EnvLogLevel, DefaultLogLevel), cli.Env(EnvLogFormat, DefaultLogFormat))
+}
