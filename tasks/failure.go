@@ -7,9 +7,6 @@ import (
 	"time"
 
 	"github.com/hibiken/asynq"
-
-	"github.com/tickerq/tickerq/internal/postgres"
-	"github.com/tickerq/tickerq/internal/quote"
 )
 
 // Class is how a job's failure is handled. Classify is the one place that
@@ -51,16 +48,16 @@ var errBadPayload = errors.New("bad payload")
 
 // Classify decides the class of a handler error.
 func Classify(err error) Class {
-	var status *quote.StatusError
+	var status *StatusError
 	switch {
 	case err == nil:
 		return Success
 	case errors.Is(err, asynq.SkipRetry),
 		errors.Is(err, errBadPayload),
 		errors.Is(err, ErrInvalidSymbol),
-		errors.Is(err, quote.ErrUnknownSymbol),
-		errors.Is(err, quote.ErrInvalidQuote),
-		errors.Is(err, postgres.ErrRejected):
+		errors.Is(err, ErrUnknownSymbol),
+		errors.Is(err, ErrInvalidQuote),
+		errors.Is(err, ErrRejected):
 		return Permanent
 	case errors.As(err, &status):
 		switch {
@@ -89,7 +86,7 @@ func IsFailure(err error) bool { return Classify(err) != RateLimited }
 // (doubling per retry, capped at 10 min) with up to 20% jitter.
 func RetryDelay(n int, err error, _ *asynq.Task) time.Duration {
 	if Classify(err) == RateLimited {
-		var status *quote.StatusError
+		var status *StatusError
 		if errors.As(err, &status) && status.RetryAfter > 0 {
 			return status.RetryAfter
 		}

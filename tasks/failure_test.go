@@ -12,15 +12,12 @@ import (
 	"time"
 
 	"github.com/hibiken/asynq"
-
-	"github.com/tickerq/tickerq/internal/postgres"
-	"github.com/tickerq/tickerq/internal/quote"
 )
 
 // fetchErr wraps err the way the handler does.
 func fetchErr(err error) error { return fmt.Errorf("fetch GOOG: %w", err) }
 
-func status(code int) error { return fetchErr(&quote.StatusError{Code: code, Body: "answer"}) }
+func status(code int) error { return fetchErr(&StatusError{Code: code, Body: "answer"}) }
 
 func TestClassify(t *testing.T) {
 	t.Parallel()
@@ -35,9 +32,9 @@ func TestClassify(t *testing.T) {
 	}{
 		{"nil", nil, Success},
 
-		{"unknown symbol", fetchErr(fmt.Errorf("%w %q", quote.ErrUnknownSymbol, "NOPE")), Permanent},
-		{"invalid quote", fetchErr(fmt.Errorf("%w: c is missing", quote.ErrInvalidQuote)), Permanent},
-		{"body too large", fetchErr(fmt.Errorf("%w: %w: over", quote.ErrInvalidQuote, quote.ErrBodyTooLarge)), Permanent},
+		{"unknown symbol", fetchErr(fmt.Errorf("%w %q", ErrUnknownSymbol, "NOPE")), Permanent},
+		{"invalid quote", fetchErr(fmt.Errorf("%w: c is missing", ErrInvalidQuote)), Permanent},
+		{"body too large", fetchErr(fmt.Errorf("%w: %w: over", ErrInvalidQuote, errors.New("body too large"))), Permanent},
 		{"400", status(400), Permanent},
 		{"401", status(401), Permanent},
 		{"403", status(403), Permanent},
@@ -47,14 +44,14 @@ func TestClassify(t *testing.T) {
 		{"408", status(408), Permanent},
 		{"422", status(422), Permanent},
 		{"429", status(429), RateLimited},
-		{"429 with Retry-After", fetchErr(&quote.StatusError{Code: 429, RetryAfter: 7 * time.Second}), RateLimited},
-		{"429 joined", errors.Join(errors.New("other"), &quote.StatusError{Code: 429}), RateLimited},
+		{"429 with Retry-After", fetchErr(&StatusError{Code: 429, RetryAfter: 7 * time.Second}), RateLimited},
+		{"429 joined", errors.Join(errors.New("other"), &StatusError{Code: 429}), RateLimited},
 		{"500", status(500), Transient},
 		{"502", status(502), Transient},
 		{"503", status(503), Transient},
-		{"bare 503", &quote.StatusError{Code: 503}, Transient},
+		{"bare 503", &StatusError{Code: 503}, Transient},
 
-		{"database rejected", fmt.Errorf("save GOOG: %w: %w", postgres.ErrRejected, errors.New("check violation")), Permanent},
+		{"database rejected", fmt.Errorf("save GOOG: %w: %w", ErrRejected, errors.New("check violation")), Permanent},
 		{"database down", fmt.Errorf("save GOOG: %w", netErr), Transient},
 		{"deadline exceeded", fetchErr(fmt.Errorf("quote request: %w", context.DeadlineExceeded)), Transient},
 		{"canceled", fetchErr(context.Canceled), Transient},
@@ -124,10 +121,10 @@ func TestRetryDelayRateLimited(t *testing.T) {
 		err  error
 		want time.Duration
 	}{
-		{"Retry-After", fetchErr(&quote.StatusError{Code: 429, RetryAfter: 7 * time.Second}), 7 * time.Second},
-		{"Retry-After 1h", fetchErr(&quote.StatusError{Code: 429, RetryAfter: time.Hour}), time.Hour},
+		{"Retry-After", fetchErr(&StatusError{Code: 429, RetryAfter: 7 * time.Second}), 7 * time.Second},
+		{"Retry-After 1h", fetchErr(&StatusError{Code: 429, RetryAfter: time.Hour}), time.Hour},
 		{"no Retry-After", status(429), DefaultRateLimitDelay},
-		{"Retry-After in the past", fetchErr(&quote.StatusError{Code: 429, RetryAfter: 0}), DefaultRateLimitDelay},
+		{"Retry-After in the past", fetchErr(&StatusError{Code: 429, RetryAfter: 0}), DefaultRateLimitDelay},
 	} {
 		// The delay is the server's, whatever the retry count and without
 		// jitter.
@@ -138,7 +135,7 @@ func TestRetryDelayRateLimited(t *testing.T) {
 		}
 	}
 	// A Retry-After on a 5xx does not make it rate limited.
-	err := fetchErr(&quote.StatusError{Code: 503, RetryAfter: time.Hour})
+	err := fetchErr(&StatusError{Code: 503, RetryAfter: time.Hour})
 	if got := RetryDelay(0, err, task); got < backoffBase || got > backoffBase*6/5 {
 		t.Errorf("RetryDelay(0, 503 with Retry-After 1h) = %v, want the backoff of 1s..1.2s", got)
 	}

@@ -8,19 +8,21 @@ import (
 	"time"
 
 	"github.com/hibiken/asynq"
-
-	"github.com/tickerq/tickerq/internal/quote"
 )
 
-// QuoteFetcher fetches one quote.
+// QuoteFetcher fetches one quote. It returns errors wrapping
+// ErrUnknownSymbol, ErrInvalidQuote or a *StatusError for the answers they
+// describe; any other error is taken as transient (see Classify).
 type QuoteFetcher interface {
-	Quote(ctx context.Context, symbol string) (quote.Quote, error)
+	Quote(ctx context.Context, symbol string) (Quote, error)
 }
 
 // PriceStore durably writes one task's quote, idempotently per task ID:
-// it reports false when the task's row already exists.
+// it returns only once the write is durable, and reports false when the
+// task's row already existed. An error wrapping ErrRejected is permanent;
+// any other error is transient, and the job is retried.
 type PriceStore interface {
-	SavePrice(ctx context.Context, taskID string, q quote.Quote) (inserted bool, err error)
+	SavePrice(ctx context.Context, taskID string, q Quote) (inserted bool, err error)
 }
 
 // QuoteFetchResult is what a completed quote-fetch task records with asynq's

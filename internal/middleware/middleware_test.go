@@ -12,7 +12,6 @@ import (
 	"github.com/hibiken/asynq"
 	"github.com/rs/zerolog"
 
-	"github.com/tickerq/tickerq/internal/quote"
 	"github.com/tickerq/tickerq/tasks"
 )
 
@@ -37,9 +36,9 @@ func TestOutcome(t *testing.T) {
 		{nil, 0, 3, OutcomeSuccess},
 		{errors.New("boom"), 0, 3, OutcomeRetry},
 		{errors.New("boom"), 3, 3, OutcomeArchived},
-		{quote.ErrUnknownSymbol, 0, 3, OutcomeArchived},
-		{&quote.StatusError{Code: 429}, 3, 3, OutcomeRateLimited},
-		{&quote.StatusError{Code: 503}, 1, 3, OutcomeRetry},
+		{tasks.ErrUnknownSymbol, 0, 3, OutcomeArchived},
+		{&tasks.StatusError{Code: 429}, 3, 3, OutcomeRateLimited},
+		{&tasks.StatusError{Code: 503}, 1, 3, OutcomeRetry},
 	} {
 		if got := Outcome(tc.err, tc.retried, tc.max); got != tc.want {
 			t.Errorf("Outcome(%v, %d, %d) = %s, want %s", tc.err, tc.retried, tc.max, got, tc.want)
@@ -52,13 +51,13 @@ func TestObserveLogsEachJobOnce(t *testing.T) {
 	var buf bytes.Buffer
 	rec := &recorder{}
 	h := Observe(zerolog.New(&buf), rec)(asynq.HandlerFunc(func(context.Context, *asynq.Task) error {
-		return quote.ErrUnknownSymbol
+		return tasks.ErrUnknownSymbol
 	}))
 	task, err := tasks.NewQuoteFetchTask("goog")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := h.ProcessTask(context.Background(), task); !errors.Is(err, quote.ErrUnknownSymbol) {
+	if err := h.ProcessTask(context.Background(), task); !errors.Is(err, tasks.ErrUnknownSymbol) {
 		t.Fatalf("error not passed through: %v", err)
 	}
 	lines := bytes.Split(bytes.TrimSpace(buf.Bytes()), []byte("\n"))

@@ -15,13 +15,12 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/rs/zerolog"
+
+	"github.com/tickerq/tickerq/tasks"
 )
 
 // Sentinel errors of this package.
 var (
-	// ErrRejected wraps a database error caused by the data itself (SQLSTATE
-	// classes 22 and 23, e.g. a CHECK violation): retrying cannot help.
-	ErrRejected = errors.New("rejected by the database")
 	// ErrUnsafeRole is returned when DB_ROLE exists but is too powerful to
 	// run jobs under (superuser, BYPASSRLS, CREATEROLE, CREATEDB).
 	ErrUnsafeRole = errors.New("unsafe DB_ROLE")
@@ -155,7 +154,7 @@ func (db *DB) Role() Role { return db.role }
 func (db *DB) InRole(ctx context.Context, fn func(pgx.Tx) error) error {
 	return pgx.BeginTxFunc(ctx, db.pool, pgx.TxOptions{}, func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, "SET LOCAL ROLE "+db.role.ident()); err != nil {
-			// Never ErrRejected: a missing role (SQLSTATE 22023) is an
+			// Never tasks.ErrRejected: a missing role (SQLSTATE 22023) is an
 			// operational problem that a retry may outlive, not bad data.
 			return fmt.Errorf("set role %s: %w", db.role, err)
 		}
@@ -163,11 +162,11 @@ func (db *DB) InRole(ctx context.Context, fn func(pgx.Tx) error) error {
 	})
 }
 
-// classify marks errors caused by the job's data as ErrRejected.
+// classify marks errors caused by the job's data as tasks.ErrRejected.
 func classify(err error) error {
 	var pgErr *pgconn.PgError
 	if errors.As(err, &pgErr) && (strings.HasPrefix(pgErr.Code, "22") || strings.HasPrefix(pgErr.Code, "23")) {
-		return fmt.Errorf("%w: %w", ErrRejected, err)
+		return fmt.Errorf("%w: %w", tasks.ErrRejected, err)
 	}
 	return err
 }

@@ -14,8 +14,8 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/tickerq/tickerq/internal/postgres"
-	"github.com/tickerq/tickerq/internal/quote"
 	"github.com/tickerq/tickerq/internal/testenv"
+	"github.com/tickerq/tickerq/tasks"
 )
 
 func openDB(t *testing.T, url string, role postgres.Role) *postgres.DB {
@@ -30,8 +30,8 @@ func openDB(t *testing.T, url string, role postgres.Role) *postgres.DB {
 	return db
 }
 
-func sampleQuote(symbol, price string, at time.Time) quote.Quote {
-	return quote.Quote{Symbol: symbol, Price: json.Number(price), Change: "-1.5", DayHigh: "200", QuotedAt: at}
+func sampleQuote(symbol, price string, at time.Time) tasks.Quote {
+	return tasks.Quote{Symbol: symbol, Price: json.Number(price), Change: "-1.5", DayHigh: "200", QuotedAt: at}
 }
 
 func TestParseRole(t *testing.T) {
@@ -181,14 +181,14 @@ func TestDatabaseRejectsBadPrices(t *testing.T) {
 	db := openDB(t, tdb.URL, tdb.Role)
 	for i, price := range []string{"NaN", "Infinity", "-Infinity", "0", "-1"} {
 		_, err := db.SavePrice(context.Background(), fmt.Sprint("bad", i), sampleQuote("IBM", price, time.Now()))
-		if !errors.Is(err, postgres.ErrRejected) {
-			t.Errorf("price %s: err = %v, want postgres.ErrRejected", price, err)
+		if !errors.Is(err, tasks.ErrRejected) {
+			t.Errorf("price %s: err = %v, want tasks.ErrRejected", price, err)
 		}
 	}
 	q := sampleQuote("IBM", "10", time.Now())
 	q.DayHigh = "NaN"
-	if _, err := db.SavePrice(context.Background(), "badhigh", q); !errors.Is(err, postgres.ErrRejected) {
-		t.Errorf("day_high NaN: err = %v, want postgres.ErrRejected", err)
+	if _, err := db.SavePrice(context.Background(), "badhigh", q); !errors.Is(err, tasks.ErrRejected) {
+		t.Errorf("day_high NaN: err = %v, want tasks.ErrRejected", err)
 	}
 }
 
@@ -337,7 +337,7 @@ func TestMissingRoleIsNotRejectedData(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, err := db.SavePrice(ctx, "t", sampleQuote("IBM", "10", time.Now()))
-	if err == nil || errors.Is(err, postgres.ErrRejected) {
+	if err == nil || errors.Is(err, tasks.ErrRejected) {
 		t.Fatalf("SavePrice without the role: %v; want an error that is not ErrRejected", err)
 	}
 }

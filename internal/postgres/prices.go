@@ -7,7 +7,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"github.com/tickerq/tickerq/internal/quote"
+	"github.com/tickerq/tickerq/tasks"
 )
 
 // Decimals travel as text and are cast to numeric by the server, so no
@@ -31,7 +31,7 @@ ON CONFLICT (symbol) DO UPDATE
 // transaction: a stock_prices row keyed by the task (a second delivery of the
 // same task writes nothing and reports false), and latest_prices when the
 // quote is newer than the one there.
-func (db *DB) SavePrice(ctx context.Context, taskID string, q quote.Quote) (inserted bool, err error) {
+func (db *DB) SavePrice(ctx context.Context, taskID string, q tasks.Quote) (inserted bool, err error) {
 	err = db.InRole(ctx, func(tx pgx.Tx) error {
 		tag, err := tx.Exec(ctx, insertPrice, taskID, q.Symbol, q.Price.String(),
 			decimal(q.Change), decimal(q.ChangePct), decimal(q.DayHigh),

@@ -11,6 +11,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/tickerq/tickerq/tasks"
 )
 
 // MaxBodyBytes caps how much of an answer's body is read.
@@ -106,10 +108,10 @@ func keepKeyOnHost(req *http.Request, via []*http.Request) error {
 // Close releases idle connections.
 func (c *Client) Close() { c.http.CloseIdleConnections() }
 
-// Quote fetches the quote of symbol. Errors are ErrUnknownSymbol,
-// ErrInvalidQuote (wrapping ErrBodyTooLarge when the body is too large),
-// *StatusError, or a transport error (timeouts, resets, refused connections).
-func (c *Client) Quote(ctx context.Context, symbol string) (q Quote, err error) {
+// Quote fetches the quote of symbol. Errors are tasks.ErrUnknownSymbol,
+// tasks.ErrInvalidQuote (wrapping ErrBodyTooLarge when the body is too large),
+// *tasks.StatusError, or a transport error (timeouts, resets, refused connections).
+func (c *Client) Quote(ctx context.Context, symbol string) (q tasks.Quote, err error) {
 	start := time.Now()
 	outcome := "error"
 	defer func() { c.observe(outcome, time.Since(start)) }()
@@ -120,7 +122,7 @@ func (c *Client) Quote(ctx context.Context, symbol string) (q Quote, err error) 
 	u.RawQuery = url.Values{"symbol": {symbol}}.Encode()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
 	if err != nil {
-		return Quote{}, fmt.Errorf("build quote request: %w", err)
+		return tasks.Quote{}, fmt.Errorf("build quote request: %w", err)
 	}
 	req.Header.Set("Accept", "application/json")
 	req.Header.Set("User-Agent", "tickerq")
@@ -130,7 +132,7 @@ func (c *Client) Quote(ctx context.Context, symbol string) (q Quote, err error) 
 	resp, err := c.http.Do(req)
 	if err != nil {
 		// url.Error carries the URL, which holds no secret: the key is a header.
-		return Quote{}, fmt.Errorf("quote request: %w", err)
+		return tasks.Quote{}, fmt.Errorf("quote request: %w", err)
 	}
 	defer drainAndClose(resp.Body)
 	outcome = strconv.Itoa(resp.StatusCode)
@@ -138,30 +140,19 @@ func (c *Client) Quote(ctx context.Context, symbol string) (q Quote, err error) 
 	body, readErr := io.ReadAll(io.LimitReader(resp.Body, MaxBodyBytes+1))
 	switch {
 	case resp.StatusCode == http.StatusNotFound:
-		return Quote{}, fmt.Errorf("%w %q: quote api answered 404", ErrUnknownSymbol, symbol)
+		return tasks.Quote{}, fmt.Errorf("%w %q: quote api answered 404", tasks.ErrUnknownSymbol, symbol)
 	case resp.StatusCode != http.StatusOK:
-		return Quote{}, &StatusError{
+		return tasks.Quote{}, &tasks.StatusError{
 			Code:       resp.StatusCode,
 			RetryAfter: parseRetryAfterHeader(resp.Header.Get("Retry-After"), time.Now()),
 			Body:       snippet(body),
 		}
 	case readErr != nil:
-		return Quote{}, fmt.Errorf("read quote body: %w", readErr)
+		return tasks.Quote{}, fmt.Errorf("read quote body: %w", readErr)
 	case len(body) > MaxBodyBytes:
-		return Quote{}, fmt.Errorf("%w: %w: over %d bytes", ErrInvalidQuote, ErrBodyTooLarge, MaxBodyBytes)
+		return tasks.Quote{}, fmt.Errorf("%w: %w: over %d bytes", tasks.ErrInvalidQuote, ErrBodyTooLarge, MaxBodyBytes)
 	}
 	return parseQuote(symbol, body)
-}
-
-func (e *StatusError) Error() string {
-	msg := fmt.Sprintf("quote api answered %d %s", e.Code, http.StatusText(e.Code))
-	if e.RetryAfter > 0 {
-		msg += fmt.Sprintf(" (retry after %s)", e.RetryAfter)
-	}
-	if e.Body != "" {
-		msg += ": " + e.Body
-	}
-	return msg
 }
 
 // drainAndClose reads what is left of a body (up to a bound) so the

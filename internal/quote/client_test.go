@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/tickerq/tickerq/internal/quote"
+	"github.com/tickerq/tickerq/tasks"
 )
 
 // apiKey is the secret the failing cases check for in error strings.
@@ -197,7 +198,7 @@ func TestClientAnswers(t *testing.T) {
 		header  map[string]string
 		body    string
 		wantErr []error // every one must match with errors.Is; nil: success
-		// For *quote.StatusError answers:
+		// For *tasks.StatusError answers:
 		wantCode             int
 		minRetry, maxRetry   time.Duration
 		wantBodyInErrMessage string
@@ -205,13 +206,13 @@ func TestClientAnswers(t *testing.T) {
 		{name: "200", status: 200, body: okBody},
 		{name: "200 of exactly MaxBodyBytes", status: 200, body: exactly},
 		{name: "200 unknown symbol", status: 200, body: `{"c":0,"d":null,"dp":null,"h":0,"l":0,"o":0,"pc":0,"t":0}`,
-			wantErr: []error{quote.ErrUnknownSymbol}},
+			wantErr: []error{tasks.ErrUnknownSymbol}},
 		{name: "200 invalid quote", status: 200, body: `{"c":NaN,"t":1763719200}`,
-			wantErr: []error{quote.ErrInvalidQuote}},
-		{name: "200 empty body", status: 200, body: "", wantErr: []error{quote.ErrInvalidQuote}},
+			wantErr: []error{tasks.ErrInvalidQuote}},
+		{name: "200 empty body", status: 200, body: "", wantErr: []error{tasks.ErrInvalidQuote}},
 		{name: "200 over MaxBodyBytes", status: 200, body: tooLarge,
-			wantErr: []error{quote.ErrInvalidQuote, quote.ErrBodyTooLarge}},
-		{name: "404", status: 404, body: `{"error":"no such symbol"}`, wantErr: []error{quote.ErrUnknownSymbol}},
+			wantErr: []error{tasks.ErrInvalidQuote, quote.ErrBodyTooLarge}},
+		{name: "404", status: 404, body: `{"error":"no such symbol"}`, wantErr: []error{tasks.ErrUnknownSymbol}},
 		{name: "429 Retry-After seconds", status: 429, header: map[string]string{"Retry-After": "7"},
 			body: "slow down", wantCode: 429, minRetry: 7 * time.Second, maxRetry: 7 * time.Second,
 			wantBodyInErrMessage: "slow down"},
@@ -257,25 +258,25 @@ func TestClientAnswers(t *testing.T) {
 					t.Errorf("Quote error %q does not wrap %v", err, want)
 				}
 			}
-			var se *quote.StatusError
+			var se *tasks.StatusError
 			isStatus := errors.As(err, &se)
 			if tc.wantCode == 0 {
 				if isStatus {
-					t.Errorf("Quote error %q is a *quote.StatusError, want none", err)
+					t.Errorf("Quote error %q is a *tasks.StatusError, want none", err)
 				}
 				return
 			}
 			if !isStatus {
-				t.Fatalf("Quote error %q (%T) is not a *quote.StatusError", err, err)
+				t.Fatalf("Quote error %q (%T) is not a *tasks.StatusError", err, err)
 			}
 			if se.Code != tc.wantCode {
-				t.Errorf("StatusError.Code = %d, want %d", se.Code, tc.wantCode)
+				t.Errorf("tasks.StatusError.Code = %d, want %d", se.Code, tc.wantCode)
 			}
 			if se.RetryAfter < tc.minRetry || se.RetryAfter > tc.maxRetry {
-				t.Errorf("StatusError.RetryAfter = %v, want %v..%v", se.RetryAfter, tc.minRetry, tc.maxRetry)
+				t.Errorf("tasks.StatusError.RetryAfter = %v, want %v..%v", se.RetryAfter, tc.minRetry, tc.maxRetry)
 			}
-			if errors.Is(err, quote.ErrUnknownSymbol) || errors.Is(err, quote.ErrInvalidQuote) {
-				t.Errorf("StatusError %q also matches a quote sentinel", err)
+			if errors.Is(err, tasks.ErrUnknownSymbol) || errors.Is(err, tasks.ErrInvalidQuote) {
+				t.Errorf("tasks.StatusError %q also matches a quote sentinel", err)
 			}
 			msg := err.Error()
 			if !strings.Contains(msg, fmt.Sprint(tc.wantCode)) || !strings.Contains(msg, tc.wantBodyInErrMessage) {
@@ -323,7 +324,7 @@ func TestClientTimeout(t *testing.T) {
 			if !isTimeout(err) {
 				t.Errorf("Quote error %q is not a timeout", err)
 			}
-			if errors.Is(err, quote.ErrInvalidQuote) {
+			if errors.Is(err, tasks.ErrInvalidQuote) {
 				t.Errorf("a timeout is reported as an invalid quote: %q", err)
 			}
 			// A sanity bound only: the point is that it does not hang.
@@ -360,8 +361,8 @@ func TestClientResetConnection(t *testing.T) {
 		t.Fatalf("Quote = %+v, want a transport error", q)
 	}
 	checkNoKey(t, err)
-	var se *quote.StatusError
-	if errors.As(err, &se) || errors.Is(err, quote.ErrInvalidQuote) || errors.Is(err, quote.ErrUnknownSymbol) {
+	var se *tasks.StatusError
+	if errors.As(err, &se) || errors.Is(err, tasks.ErrInvalidQuote) || errors.Is(err, tasks.ErrUnknownSymbol) {
 		t.Errorf("reset connection gave %q, want a transport error", err)
 	}
 	if isTimeout(err) {
@@ -383,9 +384,9 @@ func TestClientRefusedConnection(t *testing.T) {
 		t.Fatal("Quote to a closed port succeeded")
 	}
 	checkNoKey(t, err)
-	var se *quote.StatusError
+	var se *tasks.StatusError
 	if errors.As(err, &se) {
-		t.Errorf("refused connection gave a StatusError %q", err)
+		t.Errorf("refused connection gave a tasks.StatusError %q", err)
 	}
 }
 

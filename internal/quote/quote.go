@@ -2,8 +2,10 @@
 // GET {base}/api/v1/quote?symbol=SYM answering
 // {"c":173.25,"d":1.2,"dp":0.7,"h":174.1,"l":171.5,"o":172.0,"pc":172.05,"t":1763719200}.
 //
-// Prices are kept as the exact decimal text of the JSON numbers, so nothing is
-// rounded on the way from JSON to the database's numeric columns.
+// It returns tasks.Quote values and the errors package tasks defines, so that
+// tasks.Classify decides what a failure means. Prices are kept as the exact
+// decimal text of the JSON numbers, so nothing is rounded on the way from
+// JSON to the database's numeric columns.
 package quote
 
 import (
@@ -13,45 +15,13 @@ import (
 	"math"
 	"strconv"
 	"time"
+
+	"github.com/tickerq/tickerq/tasks"
 )
 
-// Sentinel errors. Whether a failure is permanent is decided by the caller
-// (package tasks); these only say what happened.
-var (
-	// ErrUnknownSymbol: the API does not know the symbol (404, or Finnhub's
-	// answer of c == 0 and t == 0).
-	ErrUnknownSymbol = errors.New("unknown symbol")
-	// ErrInvalidQuote: a 200 answer whose body is not a valid quote.
-	ErrInvalidQuote = errors.New("invalid quote")
-	// ErrBodyTooLarge: the answer's body exceeds MaxBodyBytes. It is always
-	// wrapped together with ErrInvalidQuote.
-	ErrBodyTooLarge = errors.New("body too large")
-)
-
-// StatusError is a non-200 answer from the API (other than 404, which is
-// ErrUnknownSymbol).
-type StatusError struct {
-	// Code is the HTTP status code.
-	Code int
-	// RetryAfter is the parsed Retry-After header; zero when absent or invalid.
-	RetryAfter time.Duration
-	// Body is the start of the answer's body, for the error message.
-	Body string
-}
-
-// Quote is one validated quote. Decimal fields hold the exact JSON number
-// text; optional ones are empty when the API sent null or left them out.
-type Quote struct {
-	Symbol    string      `json:"symbol"`
-	Price     json.Number `json:"price"`
-	Change    json.Number `json:"change,omitempty"`
-	ChangePct json.Number `json:"change_pct,omitempty"`
-	DayHigh   json.Number `json:"day_high,omitempty"`
-	DayLow    json.Number `json:"day_low,omitempty"`
-	DayOpen   json.Number `json:"day_open,omitempty"`
-	PrevClose json.Number `json:"prev_close,omitempty"`
-	QuotedAt  time.Time   `json:"quoted_at"`
-}
+// ErrBodyTooLarge: the answer's body exceeds MaxBodyBytes. It is always
+// wrapped together with tasks.ErrInvalidQuote.
+var ErrBodyTooLarge = errors.New("body too large")
 
 // wireQuote is the API's answer with every field kept raw, so that types are
 // checked strictly instead of coerced.
@@ -76,30 +46,30 @@ func decodeWire(body []byte) (wireQuote, error) {
 }
 
 // parseQuote decodes and validates a 200 answer's body.
-func parseQuote(symbol string, body []byte) (Quote, error) {
+func parseQuote(symbol string, body []byte) (tasks.Quote, error) {
 	w, err := decodeWire(body)
 	if err != nil {
-		return Quote{}, fmt.Errorf("%w: %w", ErrInvalidQuote, err)
+		return tasks.Quote{}, fmt.Errorf("%w: %w", tasks.ErrInvalidQuote, err)
 	}
 	price, priceVal, err := number("c", w.C, true)
 	if err != nil {
-		return Quote{}, err
+		return tasks.Quote{}, err
 	}
 	ts, err := unixTime(w.T)
 	if err != nil {
-		return Quote{}, err
+		return tasks.Quote{}, err
 	}
 	switch {
 	case priceVal == 0 && ts == 0:
-		return Quote{}, fmt.Errorf("%w %q", ErrUnknownSymbol, symbol)
+		return tasks.Quote{}, fmt.Errorf("%w %q", tasks.ErrUnknownSymbol, symbol)
 	case priceVal == 0:
-		return Quote{}, fmt.Errorf("%w: price c is 0 with quote time t=%d", ErrInvalidQuote, ts)
+		return tasks.Quote{}, fmt.Errorf("%w: price c is 0 with quote time t=%d", tasks.ErrInvalidQuote, ts)
 	case priceVal < 0:
-		return Quote{}, fmt.Errorf("%w: price c is negative (%s)", ErrInvalidQuote, price)
+		return tasks.Quote{}, fmt.Errorf("%w: price c is negative (%s)", tasks.ErrInvalidQuote, price)
 	case ts <= 0:
-		return Quote{}, fmt.Errorf("%w: quote time t must be positive, got %d", ErrInvalidQuote, ts)
+		return tasks.Quote{}, fmt.Errorf("%w: quote time t must be positive, got %d", tasks.ErrInvalidQuote, ts)
 	}
-	q := Quote{Symbol: symbol, Price: price, QuotedAt: time.Unix(ts, 0).UTC()}
+	q := tasks.Quote{Symbol: symbol, Price: price, QuotedAt: time.Unix(ts, 0).UTC()}
 	for _, f := range []struct {
 		name        string
 		raw         json.RawMessage
@@ -115,10 +85,10 @@ func parseQuote(symbol string, body []byte) (Quote, error) {
 	} {
 		n, v, err := number(f.name, f.raw, false)
 		if err != nil {
-			return Quote{}, err
+			return tasks.Quote{}, err
 		}
 		if f.nonNegative && v < 0 {
-			return Quote{}, fmt.Errorf("%w: %s is negative (%s)", ErrInvalidQuote, f.name, n)
+			return tasks.Quote{}, fmt.Errorf("%w: %s is negative (%s)", tasks.ErrInvalidQuote, f.name, n)
 		}
 		*f.dst = n
 	}
@@ -130,17 +100,17 @@ func parseQuote(symbol string, body []byte) (Quote, error) {
 func number(name string, raw json.RawMessage, required bool) (json.Number, float64, error) {
 	if len(raw) == 0 || string(raw) == "null" {
 		if required {
-			return "", 0, fmt.Errorf("%w: %s is missing or null", ErrInvalidQuote, name)
+			return "", 0, fmt.Errorf("%w: %s is missing or null", tasks.ErrInvalidQuote, name)
 		}
 		return "", 0, nil
 	}
 	if c := raw[0]; c != '-' && (c < '0' || c > '9') {
-		return "", 0, fmt.Errorf("%w: %s is not a number: %.40s", ErrInvalidQuote, name, raw)
+		return "", 0, fmt.Errorf("%w: %s is not a number: %.40s", tasks.ErrInvalidQuote, name, raw)
 	}
 	s := string(raw)
 	v, err := strconv.ParseFloat(s, 64)
 	if err != nil || math.IsInf(v, 0) || math.IsNaN(v) {
-		return "", 0, fmt.Errorf("%w: %s is not a finite number: %.40s", ErrInvalidQuote, name, s)
+		return "", 0, fmt.Errorf("%w: %s is not a finite number: %.40s", tasks.ErrInvalidQuote, name, s)
 	}
 	return json.Number(s), v, nil
 }
@@ -161,12 +131,12 @@ func unixTime(raw json.RawMessage) (int64, error) {
 	if err != nil {
 		// 1763719200.0 or 1.7637192e9: accepted when integral and in range.
 		if v != math.Trunc(v) || math.Abs(v) > 1<<53 {
-			return 0, fmt.Errorf("%w: t is not a whole number of seconds: %s", ErrInvalidQuote, n)
+			return 0, fmt.Errorf("%w: t is not a whole number of seconds: %s", tasks.ErrInvalidQuote, n)
 		}
 		i = int64(v)
 	}
 	if i > maxUnixTime {
-		return 0, fmt.Errorf("%w: quote time t is after year 9999: %s", ErrInvalidQuote, n)
+		return 0, fmt.Errorf("%w: quote time t is after year 9999: %s", tasks.ErrInvalidQuote, n)
 	}
 	return i, nil
 }

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/tickerq/tickerq/tasks"
 )
 
 // contractExample is the answer the contract shows for GOOG.
@@ -18,53 +20,53 @@ func TestParseQuoteAccepts(t *testing.T) {
 	for _, tc := range []struct {
 		name string
 		body string
-		want Quote
+		want tasks.Quote
 	}{
 		{
 			name: "contract example",
 			body: contractExample,
-			want: Quote{Symbol: "GOOG", Price: "173.25", Change: "1.2", ChangePct: "0.7",
+			want: tasks.Quote{Symbol: "GOOG", Price: "173.25", Change: "1.2", ChangePct: "0.7",
 				DayHigh: "174.1", DayLow: "171.5", DayOpen: "172.0", PrevClose: "172.05", QuotedAt: at},
 		},
 		{
 			name: "exact decimal text is kept",
 			body: `{"c":173.250000000000000001,"d":-0.000000000000000001,"t":1763719200}`,
-			want: Quote{Symbol: "GOOG", Price: "173.250000000000000001", Change: "-0.000000000000000001", QuotedAt: at},
+			want: tasks.Quote{Symbol: "GOOG", Price: "173.250000000000000001", Change: "-0.000000000000000001", QuotedAt: at},
 		},
 		{
 			name: "optional fields null",
 			body: `{"c":173.25,"d":null,"dp":null,"h":null,"l":null,"o":null,"pc":null,"t":1763719200}`,
-			want: Quote{Symbol: "GOOG", Price: "173.25", QuotedAt: at},
+			want: tasks.Quote{Symbol: "GOOG", Price: "173.25", QuotedAt: at},
 		},
 		{
 			name: "optional fields missing",
 			body: `{"c":173.25,"t":1763719200}`,
-			want: Quote{Symbol: "GOOG", Price: "173.25", QuotedAt: at},
+			want: tasks.Quote{Symbol: "GOOG", Price: "173.25", QuotedAt: at},
 		},
 		{
 			name: "whitespace around values and unknown fields",
 			body: "{\n  \"c\" : 173.25 ,\n  \"t\" : 1763719200,\n  \"extra\": [1, {\"x\": null}]\n}\n",
-			want: Quote{Symbol: "GOOG", Price: "173.25", QuotedAt: at},
+			want: tasks.Quote{Symbol: "GOOG", Price: "173.25", QuotedAt: at},
 		},
 		{
 			name: "exponent notation",
 			body: `{"c":1.7325E2,"t":1.7637192e9}`,
-			want: Quote{Symbol: "GOOG", Price: "1.7325E2", QuotedAt: at},
+			want: tasks.Quote{Symbol: "GOOG", Price: "1.7325E2", QuotedAt: at},
 		},
 		{
 			name: "integral t written as a float",
 			body: `{"c":173.25,"t":1763719200.0}`,
-			want: Quote{Symbol: "GOOG", Price: "173.25", QuotedAt: at},
+			want: tasks.Quote{Symbol: "GOOG", Price: "173.25", QuotedAt: at},
 		},
 		{
 			name: "last second of year 9999",
 			body: `{"c":1,"t":253402300799}`,
-			want: Quote{Symbol: "GOOG", Price: "1", QuotedAt: time.Date(9999, 12, 31, 23, 59, 59, 0, time.UTC)},
+			want: tasks.Quote{Symbol: "GOOG", Price: "1", QuotedAt: time.Date(9999, 12, 31, 23, 59, 59, 0, time.UTC)},
 		},
 		{
 			name: "negative change is fine",
 			body: `{"c":1,"d":-3.5,"dp":-77.7,"t":1763719200}`,
-			want: Quote{Symbol: "GOOG", Price: "1", Change: "-3.5", ChangePct: "-77.7", QuotedAt: at},
+			want: tasks.Quote{Symbol: "GOOG", Price: "1", Change: "-3.5", ChangePct: "-77.7", QuotedAt: at},
 		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -91,51 +93,51 @@ func TestParseQuoteRejects(t *testing.T) {
 		body string
 		want error
 	}{
-		{"NaN literal", `{"c":NaN,"t":1763719200}`, ErrInvalidQuote},
-		{"Infinity literal", `{"c":Infinity,"t":1763719200}`, ErrInvalidQuote},
-		{"negative Infinity literal", `{"c":-Infinity,"t":1763719200}`, ErrInvalidQuote},
-		{"quoted NaN", `{"c":"NaN","t":1763719200}`, ErrInvalidQuote},
-		{"overflow 1e999", `{"c":1e999,"t":1763719200}`, ErrInvalidQuote},
-		{"overflow in optional field", `{"c":1,"h":1e999,"t":1763719200}`, ErrInvalidQuote},
-		{"null c", `{"c":null,"t":1763719200}`, ErrInvalidQuote},
-		{"missing c", `{"d":1.2,"t":1763719200}`, ErrInvalidQuote},
-		{"missing t", `{"c":173.25}`, ErrInvalidQuote},
-		{"null t", `{"c":173.25,"t":null}`, ErrInvalidQuote},
-		{"string c", `{"c":"173.25","t":1763719200}`, ErrInvalidQuote},
-		{"string t", `{"c":173.25,"t":"1763719200"}`, ErrInvalidQuote},
-		{"string optional field", `{"c":173.25,"d":"1.2","t":1763719200}`, ErrInvalidQuote},
-		{"bool c", `{"c":true,"t":1763719200}`, ErrInvalidQuote},
-		{"object c", `{"c":{"v":1},"t":1763719200}`, ErrInvalidQuote},
-		{"array c", `{"c":[173.25],"t":1763719200}`, ErrInvalidQuote},
-		{"array body", `[173.25,1763719200]`, ErrInvalidQuote},
-		{"string body", `"173.25"`, ErrInvalidQuote},
-		{"null body", `null`, ErrInvalidQuote},
-		{"empty body", ``, ErrInvalidQuote},
-		{"empty object", `{}`, ErrInvalidQuote},
-		{"negative c", `{"c":-173.25,"t":1763719200}`, ErrInvalidQuote},
-		{"negative c with t 0", `{"c":-1,"t":0}`, ErrInvalidQuote},
-		{"c 0 with t set", `{"c":0,"t":1763719200}`, ErrInvalidQuote},
-		{"negative h", `{"c":173.25,"h":-1,"t":1763719200}`, ErrInvalidQuote},
-		{"negative l", `{"c":173.25,"l":-1,"t":1763719200}`, ErrInvalidQuote},
-		{"negative o", `{"c":173.25,"o":-1,"t":1763719200}`, ErrInvalidQuote},
-		{"negative pc", `{"c":173.25,"pc":-1,"t":1763719200}`, ErrInvalidQuote},
-		{"fractional t", `{"c":173.25,"t":1763719200.5}`, ErrInvalidQuote},
-		{"huge t", `{"c":173.25,"t":1e300}`, ErrInvalidQuote},
+		{"NaN literal", `{"c":NaN,"t":1763719200}`, tasks.ErrInvalidQuote},
+		{"Infinity literal", `{"c":Infinity,"t":1763719200}`, tasks.ErrInvalidQuote},
+		{"negative Infinity literal", `{"c":-Infinity,"t":1763719200}`, tasks.ErrInvalidQuote},
+		{"quoted NaN", `{"c":"NaN","t":1763719200}`, tasks.ErrInvalidQuote},
+		{"overflow 1e999", `{"c":1e999,"t":1763719200}`, tasks.ErrInvalidQuote},
+		{"overflow in optional field", `{"c":1,"h":1e999,"t":1763719200}`, tasks.ErrInvalidQuote},
+		{"null c", `{"c":null,"t":1763719200}`, tasks.ErrInvalidQuote},
+		{"missing c", `{"d":1.2,"t":1763719200}`, tasks.ErrInvalidQuote},
+		{"missing t", `{"c":173.25}`, tasks.ErrInvalidQuote},
+		{"null t", `{"c":173.25,"t":null}`, tasks.ErrInvalidQuote},
+		{"string c", `{"c":"173.25","t":1763719200}`, tasks.ErrInvalidQuote},
+		{"string t", `{"c":173.25,"t":"1763719200"}`, tasks.ErrInvalidQuote},
+		{"string optional field", `{"c":173.25,"d":"1.2","t":1763719200}`, tasks.ErrInvalidQuote},
+		{"bool c", `{"c":true,"t":1763719200}`, tasks.ErrInvalidQuote},
+		{"object c", `{"c":{"v":1},"t":1763719200}`, tasks.ErrInvalidQuote},
+		{"array c", `{"c":[173.25],"t":1763719200}`, tasks.ErrInvalidQuote},
+		{"array body", `[173.25,1763719200]`, tasks.ErrInvalidQuote},
+		{"string body", `"173.25"`, tasks.ErrInvalidQuote},
+		{"null body", `null`, tasks.ErrInvalidQuote},
+		{"empty body", ``, tasks.ErrInvalidQuote},
+		{"empty object", `{}`, tasks.ErrInvalidQuote},
+		{"negative c", `{"c":-173.25,"t":1763719200}`, tasks.ErrInvalidQuote},
+		{"negative c with t 0", `{"c":-1,"t":0}`, tasks.ErrInvalidQuote},
+		{"c 0 with t set", `{"c":0,"t":1763719200}`, tasks.ErrInvalidQuote},
+		{"negative h", `{"c":173.25,"h":-1,"t":1763719200}`, tasks.ErrInvalidQuote},
+		{"negative l", `{"c":173.25,"l":-1,"t":1763719200}`, tasks.ErrInvalidQuote},
+		{"negative o", `{"c":173.25,"o":-1,"t":1763719200}`, tasks.ErrInvalidQuote},
+		{"negative pc", `{"c":173.25,"pc":-1,"t":1763719200}`, tasks.ErrInvalidQuote},
+		{"fractional t", `{"c":173.25,"t":1763719200.5}`, tasks.ErrInvalidQuote},
+		{"huge t", `{"c":173.25,"t":1e300}`, tasks.ErrInvalidQuote},
 		// Past year 9999 a time cannot be written as JSON, and pgx would
 		// store a wrong date for the second one.
-		{"t in year 10000", `{"c":173.25,"t":253402300800}`, ErrInvalidQuote},
-		{"t in year 3170843", `{"c":173.25,"t":99999999999999}`, ErrInvalidQuote},
-		{"t in year 10000 as a float", `{"c":173.25,"t":2.534023008e11}`, ErrInvalidQuote},
-		{"t beyond int64", `{"c":173.25,"t":99999999999999999999}`, ErrInvalidQuote},
-		{"negative t", `{"c":173.25,"t":-1}`, ErrInvalidQuote},
-		{"t 0 with a price", `{"c":173.25,"t":0}`, ErrInvalidQuote},
-		{"trailing garbage", `{"c":173.25,"t":1763719200}x`, ErrInvalidQuote},
-		{"upper-case field names", `{"C":173.25,"T":1763719200}`, ErrInvalidQuote},
-		{"null body", `null`, ErrInvalidQuote},
-		{"second value", `{"c":173.25,"t":1763719200}{}`, ErrInvalidQuote},
-		{"truncated", `{"c":173.25,"t":17637`, ErrInvalidQuote},
-		{"unknown symbol: c 0 and t 0", `{"c":0,"d":null,"dp":null,"h":0,"l":0,"o":0,"pc":0,"t":0}`, ErrUnknownSymbol},
-		{"unknown symbol: 0.0 and 0", `{"c":0.0,"t":0}`, ErrUnknownSymbol},
+		{"t in year 10000", `{"c":173.25,"t":253402300800}`, tasks.ErrInvalidQuote},
+		{"t in year 3170843", `{"c":173.25,"t":99999999999999}`, tasks.ErrInvalidQuote},
+		{"t in year 10000 as a float", `{"c":173.25,"t":2.534023008e11}`, tasks.ErrInvalidQuote},
+		{"t beyond int64", `{"c":173.25,"t":99999999999999999999}`, tasks.ErrInvalidQuote},
+		{"negative t", `{"c":173.25,"t":-1}`, tasks.ErrInvalidQuote},
+		{"t 0 with a price", `{"c":173.25,"t":0}`, tasks.ErrInvalidQuote},
+		{"trailing garbage", `{"c":173.25,"t":1763719200}x`, tasks.ErrInvalidQuote},
+		{"upper-case field names", `{"C":173.25,"T":1763719200}`, tasks.ErrInvalidQuote},
+		{"null body", `null`, tasks.ErrInvalidQuote},
+		{"second value", `{"c":173.25,"t":1763719200}{}`, tasks.ErrInvalidQuote},
+		{"truncated", `{"c":173.25,"t":17637`, tasks.ErrInvalidQuote},
+		{"unknown symbol: c 0 and t 0", `{"c":0,"d":null,"dp":null,"h":0,"l":0,"o":0,"pc":0,"t":0}`, tasks.ErrUnknownSymbol},
+		{"unknown symbol: 0.0 and 0", `{"c":0.0,"t":0}`, tasks.ErrUnknownSymbol},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
@@ -143,14 +145,14 @@ func TestParseQuoteRejects(t *testing.T) {
 			if !errors.Is(err, tc.want) {
 				t.Fatalf("parseQuote(%s) = %+v, %v; want an error wrapping %v", tc.body, q, err, tc.want)
 			}
-			other := ErrUnknownSymbol
-			if tc.want == ErrUnknownSymbol {
-				other = ErrInvalidQuote
+			other := tasks.ErrUnknownSymbol
+			if tc.want == tasks.ErrUnknownSymbol {
+				other = tasks.ErrInvalidQuote
 			}
 			if errors.Is(err, other) {
 				t.Errorf("parseQuote(%s) error %q also wraps %v", tc.body, err, other)
 			}
-			if q != (Quote{}) {
+			if q != (tasks.Quote{}) {
 				t.Errorf("parseQuote(%s) returned a quote with its error: %+v", tc.body, q)
 			}
 		})
