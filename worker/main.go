@@ -121,16 +121,18 @@ func run(ctx context.Context, cfg *config.Worker) error {
 	stdlog.SetFlags(0)
 	stdlog.SetOutput(log.With().Str("component", "stdlog").Logger())
 
-	db, err := postgres.Open(ctx, postgres.Config{
-		URL: cfg.DatabaseURL, Role: role, MaxConns: int32(cfg.Concurrency), Logger: log,
-	})
+	var poolSize int32 // zero: the default, or the URL's pool_max_conns
+	if cfg.BenchOneTxPerJob {
+		poolSize = int32(cfg.Concurrency) + 2
+	}
+	db, err := postgres.Open(ctx, postgres.Config{URL: cfg.DatabaseURL, Role: role, MaxConns: poolSize, Logger: log})
 	if errors.Is(err, postgres.ErrUnsafeRole) || errors.Is(err, postgres.ErrInvalidURL) {
 		return cli.Usage(err)
 	}
 	if err != nil {
 		return fmt.Errorf("postgres: %w", err)
 	}
-	defer db.Close() // last: in-flight jobs are done by then
+	defer db.Close() // last: the committer has written everything by then
 
 	rdb, ok := redisOpt.MakeRedisClient().(redis.UniversalClient)
 	if !ok {
@@ -146,6 +148,21 @@ func run(ctx context.Context, cfg *config.Worker) error {
 	inspector := asynq.NewInspector(redisOpt)
 	defer inspector.Close()
 	m.Registry().MustRegister(asynqmetrics.NewQueueMetricsCollector(inspector))
+
+	// Every job's row goes through the committer: the rows of concurrent
+	// jobs share a few transactions on the pool's few connections.
+	var store tasks.PriceStore = db
+	if !cfg.BenchOneTxPerJob {
+		committer := postgres.NewCommitter(db, postgres.CommitterConfig{Observer: m})
+		m.RegisterCommitter(committer.Pending)
+		defer closeCommitter(ctx, committer, cfg.ShutdownTimeout, log) // after the handlers, before the pool
+		store = committer
+		log.Info().Int32("pool_max_conns", db.MaxConns()).Int("flushers", committer.Flushers()).
+			Msgf("postgres: this worker opens at most %d connections whatever its concurrency (%d batch writers and a spare); N workers open N × %d",
+				db.MaxConns(), committer.Flushers(), db.MaxConns())
+	} else {
+		log.Warn().Int32("pool_max_conns", db.MaxConns()).Msg("benchmark mode: one transaction per job")
+	}
 	quotes, err := quote.New(quote.Config{
 		BaseURL:  cfg.QuoteAPIURL,
 		APIKey:   string(cfg.QuoteAPIKey),
@@ -188,7 +205,7 @@ func run(ctx context.Context, cfg *config.Worker) error {
 	})
 	mux := asynq.NewServeMux()
 	mux.Use(middleware.Observe(log, m))
-	mux.Handle(tasks.TypeQuoteFetch, tasks.NewQuoteFetchHandler(quotes, db))
+	mux.Handle(tasks.TypeQuoteFetch, tasks.NewQuoteFetchHandler(quotes, store))
 	if err := srv.Start(mux); err != nil {
 		return fmt.Errorf("start asynq server: %w", err)
 	}
@@ -199,6 +216,18 @@ func run(ctx context.Context, cfg *config.Worker) error {
 	srv.Shutdown() // stops fetching, waits for in-flight jobs up to ShutdownTimeout
 	log.Info().Msg("worker stopped")
 	return nil
+}
+
+// closeCommitter writes what the committer still holds once asynq has
+// drained the handlers; it is bounded like the drain.
+func closeCommitter(ctx context.Context, c *postgres.Committer, timeout time.Duration, log zerolog.Logger) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), timeout)
+	defer cancel()
+	if err := c.Close(ctx); err != nil {
+		log.Error().Err(err).Msg("committer did not finish its last writes; their jobs will be retried")
+		return
+	}
+	log.Info().Msg("committer flushed and stopped")
 }
 
 // warnRedisSettings says once, at start-up, when the broker's settings could

@@ -61,6 +61,10 @@ type Worker struct {
 	ShutdownTimeout time.Duration
 	LogLevel        string
 	LogFormat       string
+	// BenchOneTxPerJob selects the write path tickerq had before group
+	// commit (one transaction per job, a pool sized to the concurrency),
+	// kept only so that make bench can compare the two. Hidden flag.
+	BenchOneTxPerJob bool
 
 	queues      string
 	concurrency string
@@ -85,8 +89,13 @@ func BindWorker(fs *pflag.FlagSet) *Worker {
 	fs.DurationVar(&w.ShutdownTimeout, "shutdown-timeout", DefaultShutdownTimeout, "on SIGTERM/SIGINT, how long in-flight jobs may run before they are handed back to the queue")
 	fs.StringVar(&w.AdminAddr, "admin-addr", w.AdminAddr, "address of /healthz, /readyz and /metrics; empty disables them ("+EnvAdminAddr+")")
 	fs.DurationVar(&w.QuoteTimeout, "quote-timeout", DefaultQuoteTimeout, "timeout of one quote API request")
+	fs.BoolVar(&w.BenchOneTxPerJob, benchOneTxPerJobFlag, false, "benchmark only: write each job in a transaction of its own on a pool of concurrency+2 connections (the path before group commit)")
+	_ = fs.MarkHidden(benchOneTxPerJobFlag)
 	return w
 }
+
+// benchOneTxPerJobFlag is the hidden flag behind Worker.BenchOneTxPerJob.
+const benchOneTxPerJobFlag = "bench-one-tx-per-job"
 
 // Finish validates what flags and environment gave.
 func (w *Worker) Finish() error {
@@ -120,6 +129,9 @@ func (w *Worker) MarshalZerologObject(e *zerolog.Event) {
 		Str("queues", FormatQueues(w.Queues)).
 		Str("admin_addr", w.AdminAddr).
 		Dur("shutdown_timeout", w.ShutdownTimeout)
+	if w.BenchOneTxPerJob {
+		e.Bool("bench_one_tx_per_job", true)
+	}
 }
 
 // ParseQueues parses "critical=6,default=3,low=1". A name without a weight

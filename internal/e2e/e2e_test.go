@@ -12,6 +12,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/tickerq/tickerq/internal/postgres"
 	"github.com/tickerq/tickerq/internal/testenv"
 )
 
@@ -60,8 +61,16 @@ func TestEndToEnd2000(t *testing.T) {
 	if got := metricValue(t, metrics, `tickerq_quote_request_duration_seconds_count{outcome="200"}`); got != 2000 {
 		t.Fatalf("quote requests answered 200 = %v, want 2000", got)
 	}
-	if got := metricValue(t, metrics, `pgxpool_max_conns`); got != 27 {
-		t.Fatalf("pgxpool_max_conns = %v, want 27 (the worker's concurrency and 2 spares)", got)
+	if got := metricValue(t, metrics, `pgxpool_max_conns`); got != postgres.DefaultMaxConns {
+		t.Fatalf("pgxpool_max_conns = %v, want %d (the committer's flushers and a spare, whatever the concurrency)", got, postgres.DefaultMaxConns)
+	}
+	if got := metricValue(t, metrics, `tickerq_pg_batch_rows_sum`); got != 2000 {
+		t.Fatalf("tickerq_pg_batch_rows_sum = %v, want 2000 (every row in some batch)", got)
+	}
+	batches := metricValue(t, metrics, `tickerq_pg_batch_rows_count`)
+	t.Logf("2000 rows in %.0f batch transactions", batches)
+	if batches < 1 || batches > 2000 {
+		t.Fatalf("tickerq_pg_batch_rows_count = %v", batches)
 	}
 	if code := worker.stop(t, 30*time.Second); code != 0 {
 		t.Fatalf("worker exit code after SIGTERM = %d, want 0", code)
@@ -70,18 +79,17 @@ func TestEndToEnd2000(t *testing.T) {
 
 // TestConcurrencyExperiment is the seeds' experiment: 50 jobs, each waiting
 // 1 s on the quote API and 1 s in the database (a trigger installed in this
-// test's database only), on one worker with concurrency 50 and a pool of 50.
-// Run one at a time they would take 100 s; run truly concurrently, ~2 s.
+// test's database only makes every write statement take 1 s), on one worker
+// with concurrency 50 and the default pool. Run one at a time they would
+// take 100 s; run truly concurrently, ~2 s: the rows waiting while a batch
+// is written share the next one.
 //
-// Not parallel: it needs 50 connections, and its wall time is the point.
+// Not parallel: its wall time is the point.
 func TestConcurrencyExperiment(t *testing.T) {
 	e := newEnv(t)
 	conn := e.slowInserts()
 	quoteURL, _ := e.startQuoteserver("--latency", "1s")
-	e.startWorker([]string{
-		"QUOTE_API_URL=" + quoteURL,
-		"DATABASE_URL=" + e.db.URL + "&pool_max_conns=50",
-	}, "--concurrency", "50")
+	e.startWorker([]string{"QUOTE_API_URL=" + quoteURL}, "--concurrency", "50")
 
 	start := time.Now()
 	e.enqueueFile(symbols("C", 50))
@@ -125,17 +133,20 @@ func TestSerialBaseline(t *testing.T) {
 	}
 }
 
-// TestKill9 kills a worker with SIGKILL in the middle of 2 000 jobs and
-// starts another: asynq hands the orphaned tasks back once their lease
-// expires, and each task still ends with exactly one row.
+// TestKill9 kills a worker (at the defaults: concurrency 100, the default
+// pool) with SIGKILL in the middle of 5 000 jobs and starts another: asynq
+// hands the orphaned tasks back once their lease expires, and each task
+// still ends with exactly one row. Orphans whose rows had committed find
+// them on their retry.
 func TestKill9(t *testing.T) {
 	t.Parallel()
+	const n = 5000
 	e := newEnv(t)
-	quoteURL, _ := e.startQuoteserver("--latency", "20ms")
-	first, _ := e.startWorker([]string{"QUOTE_API_URL=" + quoteURL}, "--concurrency", "25")
+	quoteURL, _ := e.startQuoteserver("--latency", "50ms")
+	first, _ := e.startWorker([]string{"QUOTE_API_URL=" + quoteURL})
 
-	e.enqueueFile(symbols("K", 2000))
-	waitRows(t, e, 400, time.Minute)
+	e.enqueueFile(symbols("K", n))
+	waitRows(t, e, n/4, time.Minute)
 	if err := first.cmd.Process.Kill(); err != nil {
 		t.Fatal(err)
 	}
@@ -145,17 +156,17 @@ func TestKill9(t *testing.T) {
 	s := e.stats()["default"]
 	t.Logf("SIGKILL with %d rows written; %d tasks active (orphaned), %d pending", rowsAtKill, s.Active, s.Pending)
 
-	e.startWorker([]string{"QUOTE_API_URL=" + quoteURL}, "--concurrency", "25")
+	e.startWorker([]string{"QUOTE_API_URL=" + quoteURL})
 	e.producer(nil, "wait", "--timeout", "4m")
-	t.Logf("all 2000 done %s after the kill (orphans are recovered after asynq's 30 s lease expires; its recoverer runs every minute)",
-		time.Since(killed).Round(time.Second))
+	t.Logf("all %d done %s after the kill (orphans are recovered after asynq's 30 s lease expires; its recoverer runs every minute)",
+		n, time.Since(killed).Round(time.Second))
 
 	rows, distinct := e.rows()
-	if rows != 2000 || distinct != 2000 {
-		t.Fatalf("stock_prices: %d rows, %d distinct task ids; want 2000 and 2000", rows, distinct)
+	if rows != n || distinct != n {
+		t.Fatalf("stock_prices: %d rows, %d distinct task ids; want %d and %d", rows, distinct, n, n)
 	}
-	if q := e.stats()["default"]; q.Archived != 0 || q.Completed != 2000 {
-		t.Fatalf("default queue: %+v; want 2000 completed, nothing archived", q)
+	if q := e.stats()["default"]; q.Archived != 0 || q.Completed != n {
+		t.Fatalf("default queue: %+v; want %d completed, nothing archived", q, n)
 	}
 }
 
@@ -282,17 +293,17 @@ func TestWorkerRefusesBadConfig(t *testing.T) {
 	}
 }
 
-// slowInserts makes every stock_prices insert in this test's database take
-// 1 s, with a trigger: the database step of the seeds' experiment, with no
-// hook in production code.
+// slowInserts makes every statement inserting into stock_prices in this
+// test's database take 1 s, with a trigger: the database step of the seeds'
+// experiment (a query that takes 1 s), with no hook in production code.
 func (e *env) slowInserts() *pgx.Conn {
 	e.t.Helper()
 	conn := e.db.Conn(e.t)
 	if _, err := conn.Exec(context.Background(), `
 		CREATE FUNCTION slow_insert() RETURNS trigger LANGUAGE plpgsql AS
-		$$ BEGIN PERFORM pg_sleep(1); RETURN NEW; END $$;
+		$$ BEGIN PERFORM pg_sleep(1); RETURN NULL; END $$;
 		CREATE TRIGGER slow_insert BEFORE INSERT ON stock_prices
-		FOR EACH ROW EXECUTE FUNCTION slow_insert();`); err != nil {
+		FOR EACH STATEMENT EXECUTE FUNCTION slow_insert();`); err != nil {
 		e.t.Fatal(err)
 	}
 	return conn

@@ -1,9 +1,11 @@
 // Package metrics defines tickerq's Prometheus metrics on a registry of its
-// own: jobs by type and outcome, job duration, quote-call duration, and the
-// Postgres pool's statistics.
+// own: jobs by type and outcome, job duration, quote-call duration, the
+// group-committed writes (rows per batch, flush duration, commit wait,
+// rejected rows) and the Postgres pool's statistics.
 package metrics
 
 import (
+	"errors"
 	"net/http"
 	"time"
 
@@ -11,6 +13,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/tickerq/tickerq/tasks"
 )
 
 // Metrics holds the worker's collectors. Its methods are safe for concurrent
@@ -20,6 +24,11 @@ type Metrics struct {
 	jobs          *prometheus.CounterVec
 	jobDuration   *prometheus.HistogramVec
 	quoteDuration *prometheus.HistogramVec
+
+	batchRows     prometheus.Histogram
+	flushDuration *prometheus.HistogramVec
+	commitWait    prometheus.Histogram
+	rejectedRows  prometheus.Counter
 }
 
 // DB is what the metrics read of the database handle.
@@ -48,8 +57,28 @@ func New(db DB) *Metrics {
 			Help:    "Wall time of one quote API request, by outcome (HTTP status or error).",
 			Buckets: prometheus.ExponentialBuckets(0.005, 2, 14),
 		}, []string{"outcome"}),
+		batchRows: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "tickerq_pg_batch_rows",
+			Help:    "Rows per group-committed batch transaction (every attempt, including the halves written after a batch was rejected).",
+			Buckets: prometheus.ExponentialBuckets(1, 2, 11), // 1 .. 1024
+		}),
+		flushDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "tickerq_pg_flush_duration_seconds",
+			Help:    "Wall time of one batch transaction, by outcome (committed, rejected: refused for its data, error).",
+			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 15), // 0.5 ms .. 8 s
+		}, []string{"outcome"}),
+		commitWait: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "tickerq_pg_commit_wait_seconds",
+			Help:    "Time a job waits from handing its row to the committer until the transaction holding it has committed.",
+			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 15),
+		}),
+		rejectedRows: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "tickerq_pg_rows_rejected_total",
+			Help: "Rows the database refused for their data, found one by one after their batch was rejected; only their own jobs fail.",
+		}),
 	}
 	m.registry.MustRegister(m.jobs, m.jobDuration, m.quoteDuration,
+		m.batchRows, m.flushDuration, m.commitWait, m.rejectedRows,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	if db != nil {
 		m.registry.MustRegister(pgxpoolprometheus.NewCollector(db, nil),
@@ -73,6 +102,35 @@ func (m *Metrics) ObserveJob(taskType, outcome string, d time.Duration) {
 // ObserveQuote records one quote API request.
 func (m *Metrics) ObserveQuote(outcome string, d time.Duration) {
 	m.quoteDuration.WithLabelValues(outcome).Observe(d.Seconds())
+}
+
+// ObserveFlush records one batch transaction (postgres.BatchObserver).
+func (m *Metrics) ObserveFlush(rows int, d time.Duration, err error) {
+	outcome := "committed"
+	switch {
+	case errors.Is(err, tasks.ErrRejected):
+		outcome = "rejected"
+	case err != nil:
+		outcome = "error"
+	}
+	m.batchRows.Observe(float64(rows))
+	m.flushDuration.WithLabelValues(outcome).Observe(d.Seconds())
+}
+
+// ObserveCommitWait records how long a job waited for its commit
+// (postgres.BatchObserver).
+func (m *Metrics) ObserveCommitWait(d time.Duration) { m.commitWait.Observe(d.Seconds()) }
+
+// ObserveRejectedRow counts a row refused for its data
+// (postgres.BatchObserver).
+func (m *Metrics) ObserveRejectedRow() { m.rejectedRows.Inc() }
+
+// RegisterCommitter adds a gauge of the rows the committer holds.
+func (m *Metrics) RegisterCommitter(pending func() int) {
+	m.registry.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "tickerq_pg_commit_pending_rows",
+		Help: "Rows handed to the committer and not yet committed: waiting for a free connection or being written.",
+	}, func() float64 { return float64(pending()) }))
 }
 
 // Handler serves the registry in Prometheus' text format.

@@ -4,6 +4,7 @@
 package postgres
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -31,20 +32,27 @@ var (
 const (
 	connectTimeout = 5 * time.Second
 	pingTimeout    = 5 * time.Second
-	// spareConns are pool connections beyond one per job, so that /readyz's
-	// ping does not queue behind a fully busy worker.
-	spareConns = 2
+	// DefaultMaxConns is the pool's size when DATABASE_URL sets no
+	// pool_max_conns: the committer's flushers and one spare. Writes are
+	// group-committed, so it does not grow with the worker's concurrency.
+	DefaultMaxConns = DefaultFlushers + spareConns
+	// DefaultFlushers is how many batch transactions a worker runs at once
+	// by default.
+	DefaultFlushers = 4
+	// spareConns are pool connections the committer leaves free, so that
+	// /readyz's ping never queues behind busy flushers.
+	spareConns = 1
 )
 
 // Config configures Open.
 type Config struct {
-	// URL is DATABASE_URL: the login user; pool settings may ride in it.
+	// URL is DATABASE_URL: the login user; pool settings may ride in it,
+	// and its pool_max_conns wins over MaxConns.
 	URL string
 	// Role is the role every job's SQL runs under.
 	Role Role
-	// MaxConns is the number of jobs that may hold a connection at once (the
-	// worker's concurrency). When URL has no pool_max_conns, the pool gets
-	// that many connections plus two spares.
+	// MaxConns is the pool's size when URL has no pool_max_conns; zero
+	// means DefaultMaxConns.
 	MaxConns int32
 	// Logger receives the pool's warnings.
 	Logger zerolog.Logger
@@ -73,8 +81,8 @@ func Open(ctx context.Context, cfg Config) (*DB, error) {
 	}
 	// pgxpool drops pool_* settings once parsed, so look at the text itself
 	// (it is a URL query parameter or a DSN keyword).
-	if !strings.Contains(cfg.URL, "pool_max_conns") && cfg.MaxConns > 0 {
-		pcfg.MaxConns = cfg.MaxConns + spareConns
+	if !strings.Contains(cfg.URL, "pool_max_conns") {
+		pcfg.MaxConns = cmp.Or(cfg.MaxConns, DefaultMaxConns)
 	}
 	if pcfg.ConnConfig.ConnectTimeout == 0 {
 		pcfg.ConnConfig.ConnectTimeout = connectTimeout
@@ -143,6 +151,9 @@ func (db *DB) Ping(ctx context.Context) error { return db.pool.Ping(ctx) }
 
 // Stat returns the pool's statistics.
 func (db *DB) Stat() *pgxpool.Stat { return db.pool.Stat() }
+
+// MaxConns is the pool's size: the most connections this process opens.
+func (db *DB) MaxConns() int32 { return db.pool.Config().MaxConns }
 
 // Role returns the role jobs run under.
 func (db *DB) Role() Role { return db.role }
