@@ -158,19 +158,50 @@ func (db *DB) MaxConns() int32 { return db.pool.Config().MaxConns }
 // Role returns the role jobs run under.
 func (db *DB) Role() Role { return db.role }
 
-// InRole runs fn in one transaction under SET LOCAL ROLE, committing when fn
-// returns nil and rolling back otherwise. It is the only place that sets the
-// role; the role ends with the transaction, so no pooled connection carries
-// it further.
-func (db *DB) InRole(ctx context.Context, fn func(pgx.Tx) error) error {
-	return pgx.BeginTxFunc(ctx, db.pool, pgx.TxOptions{}, func(tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, "SET LOCAL ROLE "+db.role.ident()); err != nil {
-			// Never tasks.ErrRejected: a missing role (SQLSTATE 22023) is an
-			// operational problem that a retry may outlive, not bad data.
-			return fmt.Errorf("set role %s: %w", db.role, err)
-		}
-		return classify(fn(tx))
+// InRole runs the statements queue puts on a batch in one transaction
+// under SET LOCAL ROLE. BEGIN, SET LOCAL ROLE, the statements and COMMIT
+// go to the server together, in one round trip: if any of them fails, the
+// server skips the rest and the transaction is rolled back, so nothing
+// runs as the login user and nothing half-done commits. It is the only
+// place that sets the role; the role ends with the transaction, so no
+// pooled connection carries it further. Errors caused by the data are
+// marked tasks.ErrRejected.
+func (db *DB) InRole(ctx context.Context, queue func(b *pgx.Batch)) error {
+	conn, err := db.pool.Acquire(ctx)
+	if err != nil {
+		return fmt.Errorf("acquire a connection: %w", err)
+	}
+	defer conn.Release()
+
+	var b pgx.Batch
+	b.Queue("BEGIN")
+	roleSet := false
+	b.Queue("SET LOCAL ROLE " + db.role.ident()).Exec(func(pgconn.CommandTag) error {
+		roleSet = true
+		return nil
 	})
+	queue(&b)
+	b.Queue("COMMIT")
+	err = conn.SendBatch(ctx, &b).Close()
+	if pc := conn.Conn().PgConn(); !pc.IsClosed() && pc.TxStatus() != 'I' {
+		// A statement failed inside the transaction: end it here, or the
+		// pool would destroy the connection.
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), pingTimeout)
+		_, rbErr := conn.Exec(rctx, "ROLLBACK")
+		cancel()
+		if rbErr != nil {
+			err = errors.Join(err, fmt.Errorf("rollback: %w", rbErr))
+		}
+	}
+	switch {
+	case err == nil:
+		return nil
+	case !roleSet:
+		// Never tasks.ErrRejected: a missing role (SQLSTATE 22023) is an
+		// operational problem that a retry may outlive, not bad data.
+		return fmt.Errorf("set role %s: %w", db.role, err)
+	}
+	return classify(err)
 }
 
 // classify marks errors caused by the job's data as tasks.ErrRejected.

@@ -316,12 +316,58 @@ func TestLoginUserCannotWriteWithoutRole(t *testing.T) {
 		t.Fatalf("written_by = %q, want %q", writtenBy, tdb.Role)
 	}
 	// The role itself cannot forge written_by or touch other columns.
-	err = db.InRole(ctx, func(tx pgx.Tx) error {
-		_, err := tx.Exec(ctx, "INSERT INTO stock_prices (task_id, symbol, price, quoted_at, written_by) VALUES ('f', 'F', 1, now(), 'someone')")
-		return err
+	err = db.InRole(ctx, func(b *pgx.Batch) {
+		b.Queue("INSERT INTO stock_prices (task_id, symbol, price, quoted_at, written_by) VALUES ('f', 'F', 1, now(), 'someone')")
 	})
 	if err == nil {
 		t.Fatal("role could set written_by")
+	}
+}
+
+// TestInRoleFailureRollsBackAndKeepsTheConnection: a statement that fails
+// in the middle of InRole's one-round-trip transaction undoes the ones
+// before it, and the connection goes back to the pool clean instead of
+// being destroyed.
+func TestInRoleFailureRollsBackAndKeepsTheConnection(t *testing.T) {
+	t.Parallel()
+	tdb := testenv.NewDatabase(t)
+	ctx := context.Background()
+	db, err := postgres.Open(ctx, postgres.Config{URL: tdb.URL + "&pool_max_conns=1", Role: tdb.Role, Logger: zerolog.Nop()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	var pidBefore uint32
+	if err := db.Pool().QueryRow(ctx, "SELECT pg_backend_pid()").Scan(&pidBefore); err != nil {
+		t.Fatal(err)
+	}
+	var who string
+	err = db.InRole(ctx, func(b *pgx.Batch) {
+		b.Queue("SELECT current_user").QueryRow(func(row pgx.Row) error { return row.Scan(&who) })
+		b.Queue("INSERT INTO stock_prices (task_id, symbol, price, quoted_at) VALUES ('first', 'F', 1, now())")
+		b.Queue("INSERT INTO stock_prices (task_id, symbol, price, quoted_at) VALUES ('second', 'F', -1, now())")
+	})
+	if !errors.Is(err, tasks.ErrRejected) {
+		t.Fatalf("InRole with a CHECK violation: %v, want tasks.ErrRejected", err)
+	}
+	if who != tdb.Role.String() {
+		t.Fatalf("statements ran as %q, want %q", who, tdb.Role)
+	}
+	var n int
+	if err := tdb.Conn(t).QueryRow(ctx, "SELECT count(*) FROM stock_prices").Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	if n != 0 {
+		t.Fatalf("%d rows after a failed transaction, want 0", n)
+	}
+	var pidAfter uint32
+	var cur, sess string
+	if err := db.Pool().QueryRow(ctx, "SELECT pg_backend_pid(), current_user, session_user").Scan(&pidAfter, &cur, &sess); err != nil {
+		t.Fatal(err)
+	}
+	if pidAfter != pidBefore || cur != sess || db.RoleLeaks() != 0 {
+		t.Fatalf("after the failure: pid %d (before %d), current_user %q, session_user %q, leaks %d; want the same clean connection",
+			pidAfter, pidBefore, cur, sess, db.RoleLeaks())
 	}
 }
 

@@ -11,61 +11,25 @@ import (
 	"github.com/tickerq/tickerq/tasks"
 )
 
-// Decimals travel as text and are cast to numeric by the server, so no
-// float ever rounds a price.
-const insertPrice = `
-INSERT INTO stock_prices (task_id, symbol, price, change, change_pct,
-                          day_high, day_low, day_open, prev_close, quoted_at)
-VALUES ($1, $2, $3::text::numeric, $4::text::numeric, $5::text::numeric,
-        $6::text::numeric, $7::text::numeric, $8::text::numeric, $9::text::numeric, $10)
-ON CONFLICT (task_id) DO NOTHING`
-
-const upsertLatest = `
-INSERT INTO latest_prices AS l (symbol, price, quoted_at, task_id, updated_at)
-VALUES ($1, $2::text::numeric, $3, $4, now())
-ON CONFLICT (symbol) DO UPDATE
-   SET price = EXCLUDED.price, quoted_at = EXCLUDED.quoted_at,
-       task_id = EXCLUDED.task_id, updated_at = EXCLUDED.updated_at
- WHERE l.quoted_at < EXCLUDED.quoted_at`
-
-// SavePrice writes the quote fetched by task taskID under the role, in one
-// transaction: a stock_prices row keyed by the task (a second delivery of the
-// same task writes nothing and reports false), and latest_prices when the
-// quote is newer than the one there.
+// SavePrice writes the quote fetched by task taskID in a transaction of its
+// own, under the role: a stock_prices row keyed by the task (a second
+// delivery of the same task writes nothing and reports false), and
+// latest_prices when the quote is newer than the one there. It is the
+// write path of one transaction per job, which the worker uses only when
+// benchmarked against the Committer.
 func (db *DB) SavePrice(ctx context.Context, taskID string, q tasks.Quote) (inserted bool, err error) {
-	err = db.InRole(ctx, func(tx pgx.Tx) error {
-		tag, err := tx.Exec(ctx, insertPrice, taskID, q.Symbol, q.Price.String(),
-			decimal(q.Change), decimal(q.ChangePct), decimal(q.DayHigh),
-			decimal(q.DayLow), decimal(q.DayOpen), decimal(q.PrevClose), q.QuotedAt)
-		if err != nil {
-			return fmt.Errorf("insert stock_prices: %w", err)
-		}
-		if inserted = tag.RowsAffected() == 1; !inserted {
-			return nil
-		}
-		if _, err := tx.Exec(ctx, upsertLatest, q.Symbol, q.Price.String(), q.QuotedAt, taskID); err != nil {
-			return fmt.Errorf("upsert latest_prices: %w", err)
-		}
-		return nil
-	})
-	return inserted, err
-}
-
-// decimal maps an absent optional decimal to NULL.
-func decimal(n json.Number) any {
-	if n == "" {
-		return nil
-	}
-	return n.String()
+	got, err := db.insertBatch(ctx, []*saveRequest{{taskID: taskID, quote: q}})
+	return got[taskID], err
 }
 
 // insertBatchSQL writes many rows in one statement: the stock_prices rows
 // (a task id already there is skipped), then latest_prices with the newest
 // quote per symbol among the rows just inserted. Within a batch the newest
-// quote wins, the earlier row on a tie (as if written one by one); the
-// upsert never moves a symbol back in time. The role needs no SELECT on
+// quote wins (on a tie, the first of the batch); the upsert never moves a
+// symbol back in time. The role needs no SELECT on
 // stock_prices beyond task_id: the newest rows are found in the input.
-// Decimals travel as text and are cast by the server, as in insertPrice.
+// Decimals travel as text and are cast to numeric by the server, so no
+// float ever rounds a price.
 const insertBatchSQL = `
 WITH input AS (
     SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[],
@@ -111,20 +75,19 @@ func (db *DB) insertBatch(ctx context.Context, rows []*saveRequest) (map[string]
 		low[i], open[i], prevClose[i] = optional(q.DayLow), optional(q.DayOpen), optional(q.PrevClose)
 	}
 	inserted := make(map[string]bool, n)
-	err := db.InRole(ctx, func(tx pgx.Tx) error {
-		got, err := tx.Query(ctx, insertBatchSQL, ids, symbols, prices, change, changePct, high, low, open, prevClose, quotedAt)
-		if err != nil {
-			return fmt.Errorf("insert batch: %w", err)
-		}
-		var id string
-		_, err = pgx.ForEachRow(got, []any{&id}, func() error {
-			inserted[id] = true
-			return nil
-		})
-		if err != nil {
-			return fmt.Errorf("insert batch: %w", err)
-		}
-		return nil
+	err := db.InRole(ctx, func(b *pgx.Batch) {
+		b.Queue(insertBatchSQL, ids, symbols, prices, change, changePct, high, low, open, prevClose, quotedAt).
+			Query(func(rows pgx.Rows) error {
+				var id string
+				_, err := pgx.ForEachRow(rows, []any{&id}, func() error {
+					inserted[id] = true
+					return nil
+				})
+				if err != nil {
+					return fmt.Errorf("insert batch: %w", err)
+				}
+				return nil
+			})
 	})
 	if err != nil {
 		return nil, err
