@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -20,9 +21,9 @@ var ErrCommitterClosed = errors.New("committer closed")
 const (
 	// DefaultMaxBatch caps the rows of one batch transaction.
 	DefaultMaxBatch = 500
-	// DefaultMaxDelay caps how long rows wait for companions while other
-	// batches are being written (see CommitterConfig.MaxDelay).
-	DefaultMaxDelay = 25 * time.Millisecond
+	// DefaultMaxDelay caps how long a row waits for companions (see
+	// CommitterConfig.MaxDelay).
+	DefaultMaxDelay = 5 * time.Millisecond
 	// DefaultFlushTimeout bounds one batch transaction.
 	DefaultFlushTimeout = 10 * time.Second
 )
@@ -49,11 +50,10 @@ type CommitterConfig struct {
 	Flushers int
 	// MaxBatch caps the rows of one batch. Default DefaultMaxBatch.
 	MaxBatch int
-	// MaxDelay caps how long waiting rows are held back for companions
-	// while other batches are being written: a free flusher waits for more
-	// rows at most a quarter of a typical flush's duration, and never more
-	// than MaxDelay. With no batch in flight, rows go at once. Default
-	// DefaultMaxDelay.
+	// MaxDelay caps how long a row waits for other rows to share its
+	// transaction: while rows arrive less than MaxDelay apart, a batch
+	// goes when its oldest row has waited MaxDelay or it is full; rows
+	// that arrive further apart go at once. Default DefaultMaxDelay.
 	MaxDelay time.Duration
 	// MaxPending caps the rows held at once, waiting or being written; past
 	// it SavePrice waits for room (back-pressure) instead of growing
@@ -67,11 +67,12 @@ type CommitterConfig struct {
 
 // Committer group-commits price writes: the rows of all concurrent
 // SavePrice calls share a few transactions on a few connections. A batch
-// is written as soon as a flusher (a connection) is free, with whatever
-// rows are waiting, up to MaxBatch, so batches grow by themselves under
-// load. A row waits for companions only while other batches are in flight,
-// and then for a fraction of a flush at most (see MaxDelay). SavePrice
-// returns only once the transaction holding its row has committed.
+// is written as soon as a flusher (a connection) is free, with the rows
+// waiting, up to MaxBatch; while rows arrive close together, a row waits
+// at most MaxDelay for companions, and a lone row goes at once. Batches
+// thus grow with the load, and a row never waits longer than MaxDelay
+// plus the flushes ahead of it. SavePrice returns only once the
+// transaction holding its row has committed.
 //
 // One goroutine owns the queue of waiting rows; each batch is written by a
 // goroutine of its own, at most Flushers at once. Close stops taking rows,
@@ -200,35 +201,29 @@ func (c *Committer) Close(ctx context.Context) error {
 }
 
 // run owns the queue: it takes rows from SavePrice, starts a flush
-// whenever a flusher is free and rows wait, and returns once Close was
-// called and every held row is written.
+// whenever a flusher is free and rows are ready to go (see linger), and
+// returns once Close was called and every held row is written.
 func (c *Committer) run() {
 	defer close(c.done)
-	type flushEnd struct {
-		rows int
-		took time.Duration
-	}
 	var (
 		queue    []*saveRequest
-		flushing int // flushes in progress
-		finished = make(chan flushEnd)
+		flushing int              // flushes in progress
+		finished = make(chan int) // rows of a flush that ended
 		closing  = c.closing
 		closed   = false
-		// typical is a moving average of flush durations; until the first
-		// flush ends it is taken as slow, so that the rows of a first burst
-		// share a batch.
-		typical = 4 * c.cfg.MaxDelay
-		timer   = time.NewTimer(time.Hour)
-		timerC  <-chan time.Time
+		arrival  gapMeter
+		timer    = time.NewTimer(time.Hour)
+		timerC   <-chan time.Time
 	)
 	timer.Stop()
 	defer timer.Stop()
 	for {
-		timerC = nil
 		for len(queue) > 0 && flushing < c.cfg.Flushers {
-			if wait := c.linger(queue, flushing, typical, closed); wait > 0 {
-				timer.Reset(wait)
-				timerC = timer.C
+			if wait := c.linger(queue, arrival.last, closed); wait > 0 {
+				if timerC == nil {
+					timer.Reset(wait)
+					timerC = timer.C
+				}
 				break
 			}
 			n := min(len(queue), c.cfg.MaxBatch)
@@ -236,9 +231,8 @@ func (c *Committer) run() {
 			queue = queue[n:]
 			flushing++
 			go func() {
-				start := time.Now()
 				c.flush(batch)
-				finished <- flushEnd{len(batch), time.Since(start)}
+				finished <- len(batch)
 			}()
 		}
 		if closed && len(queue) == 0 && flushing == 0 {
@@ -258,6 +252,7 @@ func (c *Committer) run() {
 		case r := <-reqs:
 			queue = append(queue, r)
 			c.held.Add(1)
+			arrival.mark(r.queued)
 			// Take every row already offered, so that a flush about to
 			// start carries them all.
 			for more := true; more && int(c.held.Load()) < c.cfg.MaxPending; {
@@ -265,39 +260,48 @@ func (c *Committer) run() {
 				case r := <-c.reqs:
 					queue = append(queue, r)
 					c.held.Add(1)
+					arrival.mark(r.queued)
 				default:
 					more = false
 				}
 			}
-		case end := <-finished:
+		case n := <-finished:
 			flushing--
-			c.held.Add(-int64(end.rows))
-			typical += (end.took - typical) / 4
+			c.held.Add(-int64(n))
 		case <-timerC:
+			timerC = nil
 		case <-closing:
 			closing, closed = nil, true
-		}
-		if timerC != nil && !timer.Stop() {
-			select { // drain a tick that fired but was not taken
-			case <-timer.C:
-			default:
-			}
 		}
 	}
 }
 
 // linger is how much longer the waiting rows should wait for companions
-// before a free flusher takes them; zero means now. With no flush in
-// progress they go at once, so an idle worker adds no delay. While other
-// flushes run, a new batch waits for companions at most a quarter of a
-// typical flush (capped by MaxDelay): a row then waits a little longer for
-// its own flush instead of a whole flush longer behind a near-empty one.
-func (c *Committer) linger(queue []*saveRequest, flushing int, typical time.Duration, closed bool) time.Duration {
-	if closed || flushing == 0 || len(queue) >= c.cfg.MaxBatch {
+// before a free flusher takes them; zero or less means now. Rows go at
+// once when they arrive sparsely (the last two came MaxDelay or more
+// apart), so a lone job is never delayed; under load a batch waits until
+// its oldest row has waited MaxDelay, or it is full. That keeps batches
+// large, and transactions few, when the rows are many.
+func (c *Committer) linger(queue []*saveRequest, lastGap time.Duration, closed bool) time.Duration {
+	if closed || len(queue) >= c.cfg.MaxBatch || lastGap >= c.cfg.MaxDelay {
 		return 0
 	}
-	limit := min(typical/4, c.cfg.MaxDelay)
-	return limit - time.Since(queue[0].queued)
+	return c.cfg.MaxDelay - time.Since(queue[0].queued)
+}
+
+// gapMeter keeps the time between the last two arrivals.
+type gapMeter struct {
+	prev time.Time
+	last time.Duration
+}
+
+func (g *gapMeter) mark(at time.Time) {
+	if g.prev.IsZero() {
+		g.last = time.Duration(math.MaxInt64)
+	} else {
+		g.last = at.Sub(g.prev)
+	}
+	g.prev = at
 }
 
 // flush writes one batch and answers each of its callers. Rows whose
