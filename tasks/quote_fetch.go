@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"regexp"
 	"strings"
 	"time"
 
@@ -43,16 +42,31 @@ var ErrInvalidOption = errors.New("invalid task option")
 // contract's pattern after upper-casing.
 var ErrInvalidSymbol = errors.New("invalid symbol")
 
-var symbolPattern = regexp.MustCompile(`^[A-Z0-9][A-Z0-9.\-]{0,14}$`)
-
 // NormalizeSymbol upper-cases s and checks it against the symbol pattern
 // `^[A-Z0-9][A-Z0-9.\-]{0,14}$` (e.g. GOOG, BRK.B, RDS-A).
 func NormalizeSymbol(s string) (string, error) {
 	sym := strings.ToUpper(s)
-	if !symbolPattern.MatchString(sym) {
+	if !validSymbol(sym) {
 		return "", fmt.Errorf("%w %q: want 1-15 characters of A-Z, 0-9, '.' or '-', starting with a letter or digit", ErrInvalidSymbol, s)
 	}
 	return sym, nil
+}
+
+// validSymbol reports whether s matches ^[A-Z0-9][A-Z0-9.\-]{0,14}$. Every
+// job checks its payload's symbol, so this is a loop, not a regexp.
+func validSymbol(s string) bool {
+	if len(s) == 0 || len(s) > 15 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; {
+		case 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
+		case (c == '.' || c == '-') && i > 0:
+		default:
+			return false
+		}
+	}
+	return true
 }
 
 // QuoteFetchPayload is the JSON payload of a TypeQuoteFetch task.

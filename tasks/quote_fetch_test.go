@@ -3,6 +3,9 @@ package tasks
 import (
 	"encoding/json"
 	"errors"
+	"math/rand/v2"
+	"regexp"
+	"strings"
 	"testing"
 	"time"
 
@@ -54,6 +57,43 @@ func TestParseQuoteFetchPayload(t *testing.T) {
 	for _, bad := range []string{``, `[]`, `{"symbol":5}`, `{"symbol":"BAD$"}`, `{}`} {
 		if _, err := ParseQuoteFetchPayload([]byte(bad)); err == nil {
 			t.Errorf("payload %q accepted", bad)
+		}
+	}
+}
+
+// TestValidSymbolMatchesThePattern checks the hand-written check against
+// the contract's pattern on every short string over an alphabet that
+// covers each case, and on random bytes.
+func TestValidSymbolMatchesThePattern(t *testing.T) {
+	t.Parallel()
+	pattern := regexp.MustCompile(`^[A-Z0-9][A-Z0-9.\-]{0,14}$`)
+	alphabet := []string{"A", "Z", "0", "9", ".", "-", "a", "_", " ", "$", "é", "\x00"}
+	var walk func(prefix string, depth int)
+	walk = func(prefix string, depth int) {
+		if got, want := validSymbol(prefix), pattern.MatchString(prefix); got != want {
+			t.Errorf("validSymbol(%q) = %v, the pattern says %v", prefix, got, want)
+		}
+		if depth == 3 {
+			return
+		}
+		for _, c := range alphabet {
+			walk(prefix+c, depth+1)
+		}
+	}
+	walk("", 0)
+	for _, s := range []string{strings.Repeat("A", 15), strings.Repeat("A", 16), "A" + strings.Repeat("-", 14), "BRK.B", "RDS-A"} {
+		if got, want := validSymbol(s), pattern.MatchString(s); got != want {
+			t.Errorf("validSymbol(%q) = %v, the pattern says %v", s, got, want)
+		}
+	}
+	r := rand.New(rand.NewPCG(1, 2))
+	for range 100000 {
+		b := make([]byte, r.IntN(18))
+		for i := range b {
+			b[i] = byte(r.IntN(128))
+		}
+		if got, want := validSymbol(string(b)), pattern.Match(b); got != want {
+			t.Fatalf("validSymbol(%q) = %v, the pattern says %v", b, got, want)
 		}
 	}
 }

@@ -30,7 +30,11 @@ func New(w io.Writer, level, format string) (zerolog.Logger, error) {
 	case "", "json":
 	case "console":
 		// Colours only for a terminal, so a console log in a file stays plain.
-		f, isFile := w.(*os.File)
+		out := w
+		if u, ok := w.(interface{ Unwrap() io.Writer }); ok {
+			out = u.Unwrap()
+		}
+		f, isFile := out.(*os.File)
 		noColor := !isFile || !isatty.IsTerminal(f.Fd())
 		w = zerolog.ConsoleWriter{Out: w, TimeFormat: time.RFC3339, NoColor: noColor}
 	default:

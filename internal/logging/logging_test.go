@@ -6,7 +6,9 @@ import (
 	"encoding/json"
 	"errors"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/hibiken/asynq"
 	"github.com/rs/zerolog"
@@ -74,4 +76,62 @@ func TestAdapters(t *testing.T) {
 	if AsynqLevel(zerolog.WarnLevel) != asynq.WarnLevel || AsynqLevel(zerolog.DebugLevel) != asynq.DebugLevel {
 		t.Error("AsynqLevel mapping")
 	}
+}
+
+func TestBufferedKeepsOrderAndFlushes(t *testing.T) {
+	t.Parallel()
+	var out syncBuffer
+	b := NewBuffered(&out, time.Hour) // no periodic write during the test
+	log := zerolog.New(b)
+	log.Info().Msg("one")
+	log.Debug().Msg("two")
+	if got := out.String(); got != "" {
+		t.Fatalf("info and debug lines written at once: %q", got)
+	}
+	log.Warn().Msg("three") // written at once, after what waits
+	if got := out.String(); !strings.Contains(got, `"one"`) || !strings.Contains(got, `"two"`) ||
+		strings.Index(got, `"one"`) > strings.Index(got, `"three"`) {
+		t.Fatalf("after a warning: %q; want one, two, three in order", got)
+	}
+	log.Info().Msg("four")
+	if err := b.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if got := out.String(); !strings.HasSuffix(strings.TrimSpace(got), `"message":"four"}`) {
+		t.Fatalf("after Close: %q; want the last line written", got)
+	}
+}
+
+func TestBufferedWritesEveryInterval(t *testing.T) {
+	t.Parallel()
+	var out syncBuffer
+	b := NewBuffered(&out, 10*time.Millisecond)
+	defer b.Close()
+	log := zerolog.New(b)
+	log.Info().Msg("later")
+	deadline := time.Now().Add(5 * time.Second)
+	for !strings.Contains(out.String(), "later") {
+		if time.Now().After(deadline) {
+			t.Fatal("an info line was not written within 5 s of a 10 ms interval")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe for the flushing goroutine.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
