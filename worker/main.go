@@ -102,7 +102,11 @@ func run(ctx context.Context, cfg *config.Worker) error {
 	if err := cfg.Finish(); err != nil {
 		return cli.Usage(err)
 	}
-	log, err := logging.New(os.Stderr, cfg.LogLevel, cfg.LogFormat)
+	// Every job logs a line: they are written together every 100 ms
+	// (warnings and errors at once), not one write call per job.
+	logOut := logging.NewBuffered(os.Stderr, 100*time.Millisecond)
+	defer logOut.Close() // last of all
+	log, err := logging.New(logOut, cfg.LogLevel, cfg.LogFormat)
 	if err != nil {
 		return cli.Usage(err)
 	}
@@ -180,7 +184,11 @@ func run(ctx context.Context, cfg *config.Worker) error {
 			{Name: "redis", Fn: func(ctx context.Context) error { return rdb.Ping(ctx).Err() }},
 			{Name: "postgres", Fn: db.Ping},
 		}
-		adm, err := admin.Start(cfg.AdminAddr, admin.Handler(checks, m.Handler()), log)
+		h := admin.Handler(checks, m.Handler())
+		if cfg.Profiling {
+			h = admin.WithProfiling(h)
+		}
+		adm, err := admin.Start(cfg.AdminAddr, h, log)
 		if err != nil {
 			return err
 		}

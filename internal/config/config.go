@@ -65,6 +65,9 @@ type Worker struct {
 	// commit (one transaction per job, a pool sized to the concurrency),
 	// kept only so that make bench can compare the two. Hidden flag.
 	BenchOneTxPerJob bool
+	// Profiling serves Go's profiler under /debug/pprof/ on the admin
+	// address. Hidden flag.
+	Profiling bool
 
 	queues      string
 	concurrency string
@@ -91,6 +94,8 @@ func BindWorker(fs *pflag.FlagSet) *Worker {
 	fs.DurationVar(&w.QuoteTimeout, "quote-timeout", DefaultQuoteTimeout, "timeout of one quote API request")
 	fs.BoolVar(&w.BenchOneTxPerJob, benchOneTxPerJobFlag, false, "benchmark only: write each job in a transaction of its own on a pool of concurrency+2 connections (the path before group commit)")
 	_ = fs.MarkHidden(benchOneTxPerJobFlag)
+	fs.BoolVar(&w.Profiling, "pprof", false, "serve Go's profiler under /debug/pprof/ on the admin address")
+	_ = fs.MarkHidden("pprof")
 	return w
 }
 
