@@ -208,8 +208,8 @@ func run(ctx context.Context, cfg *config.Worker) error {
 		RetryDelayFunc:           tasks.RetryDelay,
 		Logger:                   logging.Asynq{L: log.With().Str("component", "asynq").Logger()},
 		LogLevel:                 logging.AsynqLevel(log.GetLevel()),
-		TaskCheckInterval:        200 * time.Millisecond,
-		DelayedTaskCheckInterval: time.Second,
+		TaskCheckInterval:        config.TaskCheckInterval,
+		DelayedTaskCheckInterval: config.DelayedTaskCheckInterval,
 	})
 	mux := asynq.NewServeMux()
 	mux.Use(middleware.Observe(log, m))
