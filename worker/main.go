@@ -157,7 +157,9 @@ func run(ctx context.Context, cfg *config.Worker) error {
 	// jobs share a few transactions on the pool's few connections.
 	var store tasks.PriceStore = db
 	if !cfg.BenchOneTxPerJob {
-		committer := postgres.NewCommitter(db, postgres.CommitterConfig{Observer: m})
+		committer := postgres.NewCommitter(db, postgres.CommitterConfig{
+			ReadyRows: readyRows(cfg.Concurrency), Observer: m,
+		})
 		m.RegisterCommitter(committer.Pending)
 		defer closeCommitter(ctx, committer, cfg.ShutdownTimeout, log) // after the handlers, before the pool
 		store = committer
@@ -224,6 +226,12 @@ func run(ctx context.Context, cfg *config.Worker) error {
 	srv.Shutdown() // stops fetching, waits for in-flight jobs up to ShutdownTimeout
 	log.Info().Msg("worker stopped")
 	return nil
+}
+
+// readyRows is the batch size at which the committer stops waiting for
+// more rows: half the worker's concurrency (see postgres.CommitterConfig).
+func readyRows(concurrency int) int {
+	return max(1, concurrency/2)
 }
 
 // closeCommitter writes what the committer still holds once asynq has

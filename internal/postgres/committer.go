@@ -23,7 +23,7 @@ const (
 	DefaultMaxBatch = 500
 	// DefaultMaxDelay caps how long a row waits for companions (see
 	// CommitterConfig.MaxDelay).
-	DefaultMaxDelay = 5 * time.Millisecond
+	DefaultMaxDelay = 20 * time.Millisecond
 	// DefaultFlushTimeout bounds one batch transaction.
 	DefaultFlushTimeout = 10 * time.Second
 )
@@ -52,9 +52,13 @@ type CommitterConfig struct {
 	MaxBatch int
 	// MaxDelay caps how long a row waits for other rows to share its
 	// transaction: while rows arrive less than MaxDelay apart, a batch
-	// goes when its oldest row has waited MaxDelay or it is full; rows
-	// that arrive further apart go at once. Default DefaultMaxDelay.
+	// goes when its oldest row has waited MaxDelay or it holds ReadyRows;
+	// rows that arrive further apart go at once. Default DefaultMaxDelay.
 	MaxDelay time.Duration
+	// ReadyRows is the size at which a batch goes without waiting out
+	// MaxDelay. The worker sets half its concurrency, so that jobs waiting
+	// for one batch never hold most of its slots. Default MaxBatch.
+	ReadyRows int
 	// MaxPending caps the rows held at once, waiting or being written; past
 	// it SavePrice waits for room (back-pressure) instead of growing
 	// memory. Default Flushers × MaxBatch × 2.
@@ -122,6 +126,9 @@ func NewCommitter(db *DB, cfg CommitterConfig) *Committer {
 	cfg.MaxPending = max(cfg.MaxPending, cfg.MaxBatch)
 	if cfg.MaxDelay <= 0 {
 		cfg.MaxDelay = DefaultMaxDelay
+	}
+	if cfg.ReadyRows <= 0 || cfg.ReadyRows > cfg.MaxBatch {
+		cfg.ReadyRows = cfg.MaxBatch
 	}
 	if cfg.FlushTimeout <= 0 {
 		cfg.FlushTimeout = DefaultFlushTimeout
@@ -280,10 +287,10 @@ func (c *Committer) run() {
 // before a free flusher takes them; zero or less means now. Rows go at
 // once when they arrive sparsely (the last two came MaxDelay or more
 // apart), so a lone job is never delayed; under load a batch waits until
-// its oldest row has waited MaxDelay, or it is full. That keeps batches
-// large, and transactions few, when the rows are many.
+// its oldest row has waited MaxDelay, or it holds ReadyRows. That keeps
+// batches large, and transactions few, when the rows are many.
 func (c *Committer) linger(queue []*saveRequest, lastGap time.Duration, closed bool) time.Duration {
-	if closed || len(queue) >= c.cfg.MaxBatch || lastGap >= c.cfg.MaxDelay {
+	if closed || len(queue) >= c.cfg.ReadyRows || lastGap >= c.cfg.MaxDelay {
 		return 0
 	}
 	return c.cfg.MaxDelay - time.Since(queue[0].queued)
