@@ -36,6 +36,10 @@ run: migrate stop ## services, schema, quoteserver, worker and web UI in the bac
 stop: ## stop the web UI, worker and quoteserver that `make run` started
 	@scripts/stop.sh "$(RUN_DIR)"
 
+.PHONY: bench
+bench: services ## measure tickerq against asynq's ceilings (docs/performance.md); figures in bench-output/
+	@scripts/bench.sh bench-output $(BENCH_FLAGS)
+
 .PHONY: lint
 # staticcheck is a tool dependency in go.mod (`tool` directive, pinned by its
 # semver module version, v0.8.2 = 2026.2.2): `go tool` builds it from the

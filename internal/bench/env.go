@@ -40,9 +40,13 @@ type options struct {
 	overlapScale     int // divides the overlap scenarios' job counts (tests)
 	skip             []string
 	oldWorker        string
+	// redisURL and databaseURL come from REDIS_URL and DATABASE_URL.
+	redisURL, databaseURL string
 }
 
 func (o *options) bind(f *pflag.FlagSet) {
+	o.redisURL = cli.Env(config.EnvRedisURL, config.DefaultRedisURL)
+	o.databaseURL = cli.Env(config.EnvDatabaseURL, config.DefaultDatabaseURL)
 	f.StringVar(&o.out, "out", "bench-output", "directory for results.json, results.md, throughput.png and the programs' logs")
 	f.IntVar(&o.rounds, "rounds", 5, "alternating rounds of the throughput configurations")
 	f.IntVar(&o.jobs, "jobs", 20000, "jobs per throughput run")
@@ -94,6 +98,10 @@ func (o *options) skipped(section string) bool {
 	return false
 }
 
+// asMainEnv set to 1 makes the bench's test binary run as the bench
+// itself (see bench_test.go); the bench program ignores it.
+const asMainEnv = "TICKERQ_BENCH_AS_MAIN"
+
 // oneTxPoolCap caps the pool of the one-transaction-per-job worker.
 const oneTxPoolCap = 50
 
@@ -142,7 +150,7 @@ func newBench(ctx context.Context, opts options) (b *bench, err error) {
 		return b, err
 	}
 
-	b.redisURL = cli.Env(config.EnvRedisURL, config.DefaultRedisURL)
+	b.redisURL = opts.redisURL
 	redisOpt, err := config.ParseRedisURL(config.EnvRedisURL, b.redisURL)
 	if err != nil {
 		return b, cli.Usage(err)
@@ -167,7 +175,7 @@ func newBench(ctx context.Context, opts options) (b *bench, err error) {
 // createDatabase makes the bench's database and role on DATABASE_URL's
 // server and migrates it.
 func (b *bench) createDatabase(ctx context.Context) error {
-	u, err := url.Parse(cli.Env(config.EnvDatabaseURL, config.DefaultDatabaseURL))
+	u, err := url.Parse(b.opts.databaseURL)
 	if err != nil {
 		return cli.Usagef("%s: %v", config.EnvDatabaseURL, err)
 	}
@@ -541,7 +549,7 @@ func (b *bench) quoteserver(name string, latency time.Duration) (string, *proc, 
 func (b *bench) server(name, mode, queue, quoteURL string, concurrency int) (*proc, error) {
 	switch mode {
 	case modeNoop, modeGet:
-		return b.start(name, b.self, []string{config.EnvRedisURL + "=" + b.redisURL},
+		return b.start(name, b.self, []string{config.EnvRedisURL + "=" + b.redisURL, asMainEnv + "=1"},
 			"serve", "--mode", mode, "--queue", queue, "--quote-url", quoteURL, "--concurrency", strconv.Itoa(concurrency))
 	case modeTickerq, modeOneTx, modeOld:
 		args := []string{"--queues", queue + "=1", "--concurrency", strconv.Itoa(concurrency)}
