@@ -259,7 +259,7 @@ func (b *bench) overlapRuns(ctx context.Context) ([]OverlapResult, RSS, error) {
 				MaxPgConnections: maxConns, PeakRSSMiB: peak,
 			}
 			if mode == modeTickerq {
-				r.Errors53300 = p.countInLog("53300")
+				r.Errors53300 = p.countInLog("SQLSTATE 53300")
 				if conc == 1000/b.opts.overlapScale {
 					rss = RSS{Concurrency: conc, PeakMiB: peak}
 				}
@@ -508,7 +508,7 @@ func (b *bench) scale(ctx context.Context) (ScaleResult, error) {
 		Processed: d.final.processed, Failed: d.final.failed, Retry: d.final.retry,
 	}
 	for _, p := range procs {
-		r.Errors53300 += p.countInLog("53300")
+		r.Errors53300 += p.countInLog("SQLSTATE 53300")
 		if err := p.stop(); err != nil {
 			return r, err
 		}

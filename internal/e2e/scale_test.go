@@ -104,7 +104,7 @@ func TestThreeWorkersStockPostgres(t *testing.T) {
 		t.Fatalf("%d rows carry an enqueued task id, want %d", matching, n)
 	}
 	for _, p := range procs {
-		if strings.Contains(p.logs.String(), "53300") {
+		if strings.Contains(p.logs.String(), "SQLSTATE 53300") {
 			t.Fatalf("a worker logged SQLSTATE 53300 (too many clients)")
 		}
 		if code := p.stop(t, time.Minute); code != 0 {
@@ -143,7 +143,7 @@ func TestConcurrency1000(t *testing.T) {
 	if ours > postgres.DefaultMaxConns {
 		t.Fatalf("%d connections to the test database, want at most %d", ours, postgres.DefaultMaxConns)
 	}
-	if strings.Contains(w.logs.String(), "53300") {
+	if strings.Contains(w.logs.String(), "SQLSTATE 53300") {
 		t.Fatal("the worker logged SQLSTATE 53300 (too many clients)")
 	}
 	if wall > 60*time.Second {
