@@ -348,7 +348,7 @@ func (r *Report) plot(path string) error {
 		values[i] = c.Median
 		points[i] = plotter.XY{X: float64(i), Y: c.Median}
 		errs[i] = struct{ Low, High float64 }{c.Median - c.Min, c.Max - c.Median}
-		names[i] = strings.Replace(c.Label, ", ", "\n", 1)
+		names[i] = strings.Replace(strings.Replace(c.Label, ", ", "\n", 1), " (", "\n(", 1)
 	}
 	bars, err := plotter.NewBarChart(values, vg.Points(60))
 	if err != nil {
