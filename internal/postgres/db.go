@@ -193,13 +193,16 @@ func (db *DB) InRole(ctx context.Context, queue func(b *pgx.Batch)) error {
 			err = errors.Join(err, fmt.Errorf("rollback: %w", rbErr))
 		}
 	}
+	var pgErr *pgconn.PgError
 	switch {
 	case err == nil:
 		return nil
-	case !roleSet:
+	case !roleSet && errors.As(err, &pgErr):
 		// Never tasks.ErrRejected: a missing role (SQLSTATE 22023) is an
 		// operational problem that a retry may outlive, not bad data.
 		return fmt.Errorf("set role %s: %w", db.role, err)
+	case !roleSet:
+		return fmt.Errorf("transaction under role %s: %w", db.role, err)
 	}
 	return classify(err)
 }
