@@ -94,6 +94,28 @@ func saveAll(ctx context.Context, c *postgres.Committer, saves []*save) {
 	wg.Wait()
 }
 
+// saveAllAsync runs saveAll in the background; the channel is closed when
+// every save has returned.
+func saveAllAsync(c *postgres.Committer, saves []*save) <-chan struct{} {
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		saveAll(context.Background(), c, saves)
+	}()
+	return done
+}
+
+// latestPrice reads symbol's price in latest_prices.
+func latestPrice(t *testing.T, tdb *testenv.Database, symbol string) string {
+	t.Helper()
+	var price string
+	if err := tdb.Conn(t).QueryRow(context.Background(),
+		"SELECT price::text FROM latest_prices WHERE symbol = $1", symbol).Scan(&price); err != nil {
+		t.Fatal(err)
+	}
+	return price
+}
+
 // blocker holds the lock on latest_prices' row for symbol BLOCK in a
 // transaction of the test's own, so that the batch carrying a newer BLOCK
 // quote waits inside the server until release. It lets a test queue rows
@@ -128,11 +150,7 @@ func newBlocker(t *testing.T, tdb *testenv.Database) *blocker {
 func (b *blocker) hold(c *postgres.Committer) (*save, <-chan struct{}) {
 	b.t.Helper()
 	s := &save{taskID: "block-" + testenv.RandomName(""), quote: sampleQuote("BLOCK", "1", b.blockAt)}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		saveAll(context.Background(), c, []*save{s})
-	}()
+	done := saveAllAsync(c, []*save{s})
 	conn := b.tdb.Conn(b.t)
 	deadline := time.Now().Add(20 * time.Second)
 	for {
@@ -181,11 +199,7 @@ func oneBatch(t *testing.T, tdb *testenv.Database, c *postgres.Committer, saves 
 	}
 	b := newBlocker(t, tdb)
 	blockSave, blockDone := b.hold(c)
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		saveAll(context.Background(), c, saves)
-	}()
+	done := saveAllAsync(c, saves)
 	waitPending(t, c, 1+len(saves))
 	b.release()
 	<-blockDone
@@ -336,11 +350,7 @@ func TestCommitterSameTaskOnce(t *testing.T) {
 		t.Fatalf("rows by task: %v; want dup and other once each", rows)
 	}
 	// The duplicates did not touch latest_prices.
-	var price string
-	if err := tdb.Conn(t).QueryRow(context.Background(), "SELECT price::text FROM latest_prices WHERE symbol = 'MSFT'").Scan(&price); err != nil {
-		t.Fatal(err)
-	}
-	if price == "9" {
+	if latestPrice(t, tdb, "MSFT") == "9" {
 		t.Fatal("a duplicate delivery moved latest_prices")
 	}
 }
@@ -382,12 +392,7 @@ func TestCommitterLatestNewestWinsInOneBatch(t *testing.T) {
 					t.Fatal(s.err)
 				}
 			}
-			var price string
-			if err := tdb.Conn(t).QueryRow(context.Background(),
-				"SELECT price::text FROM latest_prices WHERE symbol = $1", symbol).Scan(&price); err != nil {
-				t.Fatal(err)
-			}
-			if price != tc.wantPrice {
+			if price := latestPrice(t, tdb, symbol); price != tc.wantPrice {
 				t.Fatalf("latest price = %s, want %s", price, tc.wantPrice)
 			}
 		})
@@ -447,8 +452,7 @@ func TestCommitterCloseFlushesWhatItHolds(t *testing.T) {
 	t.Parallel()
 	tdb := testenv.NewDatabase(t)
 	db := openDB(t, tdb.URL, tdb.Role)
-	rec := &recorder{}
-	c := postgres.NewCommitter(db, postgres.CommitterConfig{Flushers: 1, Observer: rec})
+	c := postgres.NewCommitter(db, postgres.CommitterConfig{Flushers: 1})
 	b := newBlocker(t, tdb)
 	blockSave, blockDone := b.hold(c)
 
@@ -457,11 +461,7 @@ func TestCommitterCloseFlushesWhatItHolds(t *testing.T) {
 	for i := range saves {
 		saves[i] = &save{taskID: fmt.Sprint("q", i), quote: sampleQuote("AMD", "5", time.Now())}
 	}
-	saved := make(chan struct{})
-	go func() {
-		defer close(saved)
-		saveAll(context.Background(), c, saves)
-	}()
+	saved := saveAllAsync(c, saves)
 	waitPending(t, c, 301)
 	closed := make(chan error, 1)
 	go func() {
@@ -565,11 +565,7 @@ func TestCommitterPostgresCutMidFlush(t *testing.T) {
 	for i := range saves {
 		saves[i] = &save{taskID: fmt.Sprint("cut", i), quote: sampleQuote("INTC", "20", at)}
 	}
-	saved := make(chan struct{})
-	go func() {
-		defer close(saved)
-		saveAll(context.Background(), c, saves)
-	}()
+	saved := saveAllAsync(c, saves)
 	waitPending(t, c, 51)
 	proxy.SetDown(true)
 	<-blockDone
@@ -611,11 +607,7 @@ func TestCommitterBackPressure(t *testing.T) {
 	for i := range saves {
 		saves[i] = &save{taskID: fmt.Sprint("bp", i), quote: sampleQuote("TXN", "3", time.Now())}
 	}
-	saved := make(chan struct{})
-	go func() {
-		defer close(saved)
-		saveAll(context.Background(), c, saves)
-	}()
+	saved := saveAllAsync(c, saves)
 	waitPending(t, c, 20)
 	// Full: the next caller waits for room, and gives up with its context.
 	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)

@@ -237,11 +237,7 @@ func TestPrepareConnDestroysLeakedRole(t *testing.T) {
 	t.Parallel()
 	tdb := testenv.NewDatabase(t)
 	ctx := context.Background()
-	db, err := postgres.Open(ctx, postgres.Config{URL: tdb.URL + "&pool_max_conns=1", Role: tdb.Role, Logger: zerolog.Nop()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
+	db := openDB(t, tdb.URL+"&pool_max_conns=1", tdb.Role) // the URL's size wins
 
 	// Simulate a bug elsewhere: a session-level SET ROLE that outlives its use.
 	c, err := db.Pool().Acquire(ctx)
@@ -332,17 +328,13 @@ func TestInRoleFailureRollsBackAndKeepsTheConnection(t *testing.T) {
 	t.Parallel()
 	tdb := testenv.NewDatabase(t)
 	ctx := context.Background()
-	db, err := postgres.Open(ctx, postgres.Config{URL: tdb.URL + "&pool_max_conns=1", Role: tdb.Role, Logger: zerolog.Nop()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
+	db := openDB(t, tdb.URL+"&pool_max_conns=1", tdb.Role) // the URL's size wins
 	var pidBefore uint32
 	if err := db.Pool().QueryRow(ctx, "SELECT pg_backend_pid()").Scan(&pidBefore); err != nil {
 		t.Fatal(err)
 	}
 	var who string
-	err = db.InRole(ctx, func(b *pgx.Batch) {
+	err := db.InRole(ctx, func(b *pgx.Batch) {
 		b.Queue("SELECT current_user").QueryRow(func(row pgx.Row) error { return row.Scan(&who) })
 		b.Queue("INSERT INTO stock_prices (task_id, symbol, price, quoted_at) VALUES ('first', 'F', 1, now())")
 		b.Queue("INSERT INTO stock_prices (task_id, symbol, price, quoted_at) VALUES ('second', 'F', -1, now())")
