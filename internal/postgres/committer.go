@@ -224,6 +224,11 @@ func (c *Committer) run() {
 	)
 	timer.Stop()
 	defer timer.Stop()
+	take := func(r *saveRequest) {
+		queue = append(queue, r)
+		c.held.Add(1)
+		arrival.mark(r.queued)
+	}
 	for {
 		for len(queue) > 0 && flushing < c.cfg.Flushers {
 			if wait := c.linger(queue, arrival.last, closed); wait > 0 {
@@ -257,17 +262,13 @@ func (c *Committer) run() {
 		}
 		select {
 		case r := <-reqs:
-			queue = append(queue, r)
-			c.held.Add(1)
-			arrival.mark(r.queued)
+			take(r)
 			// Take every row already offered, so that a flush about to
 			// start carries them all.
 			for more := true; more && int(c.held.Load()) < c.cfg.MaxPending; {
 				select {
 				case r := <-c.reqs:
-					queue = append(queue, r)
-					c.held.Add(1)
-					arrival.mark(r.queued)
+					take(r)
 				default:
 					more = false
 				}
