@@ -202,17 +202,10 @@ func run(ctx context.Context, cfg *config.Worker) error {
 		}()
 	}
 
-	srv := asynq.NewServer(redisOpt, asynq.Config{
-		Concurrency:              cfg.Concurrency,
-		Queues:                   cfg.Queues,
-		ShutdownTimeout:          cfg.ShutdownTimeout,
-		IsFailure:                tasks.IsFailure,
-		RetryDelayFunc:           tasks.RetryDelay,
-		Logger:                   logging.Asynq{L: log.With().Str("component", "asynq").Logger()},
-		LogLevel:                 logging.AsynqLevel(log.GetLevel()),
-		TaskCheckInterval:        config.TaskCheckInterval,
-		DelayedTaskCheckInterval: config.DelayedTaskCheckInterval,
-	})
+	asynqCfg := config.AsynqServer(cfg.Concurrency, cfg.Queues, cfg.ShutdownTimeout)
+	asynqCfg.Logger = logging.Asynq{L: log.With().Str("component", "asynq").Logger()}
+	asynqCfg.LogLevel = logging.AsynqLevel(log.GetLevel())
+	srv := asynq.NewServer(redisOpt, asynqCfg)
 	mux := asynq.NewServeMux()
 	mux.Use(middleware.Observe(log, m))
 	mux.Handle(tasks.TypeQuoteFetch, tasks.NewQuoteFetchHandler(quotes, store))

@@ -59,7 +59,9 @@ func serveCmd() *cobra.Command {
 			if err != nil {
 				return cli.Usage(err)
 			}
-			srv := asynq.NewServer(redisOpt, serverConfig(queue, concurrency))
+			cfg := config.AsynqServer(concurrency, map[string]int{queue: 1}, config.DefaultShutdownTimeout)
+			cfg.LogLevel = asynq.WarnLevel
+			srv := asynq.NewServer(redisOpt, cfg)
 			mux := asynq.NewServeMux()
 			mux.Handle(tasks.TypeQuoteFetch, h)
 			if err := srv.Start(mux); err != nil {
@@ -76,19 +78,4 @@ func serveCmd() *cobra.Command {
 	f.StringVar(&quoteURL, "quote-url", config.DefaultQuoteAPIURL, "quote API base URL (mode get)")
 	f.IntVar(&concurrency, "concurrency", config.DefaultConcurrency, "jobs in flight")
 	return cmd
-}
-
-// serverConfig is the worker's asynq configuration (worker/main.go), with
-// asynq's own logger kept quiet.
-func serverConfig(queue string, concurrency int) asynq.Config {
-	return asynq.Config{
-		Concurrency:              concurrency,
-		Queues:                   map[string]int{queue: 1},
-		ShutdownTimeout:          config.DefaultShutdownTimeout,
-		IsFailure:                tasks.IsFailure,
-		RetryDelayFunc:           tasks.RetryDelay,
-		LogLevel:                 asynq.WarnLevel,
-		TaskCheckInterval:        config.TaskCheckInterval,
-		DelayedTaskCheckInterval: config.DelayedTaskCheckInterval,
-	}
 }

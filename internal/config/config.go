@@ -11,10 +11,12 @@ import (
 	"strings"
 	"time"
 
+	"github.com/hibiken/asynq"
 	"github.com/rs/zerolog"
 	"github.com/spf13/pflag"
 
 	"github.com/tickerq/tickerq/internal/cli"
+	"github.com/tickerq/tickerq/tasks"
 )
 
 // Defaults of the contract.
@@ -33,18 +35,27 @@ const (
 	DefaultLogFormat       = "json"
 )
 
-// How often the worker's asynq server polls Redis; the bench's baseline
-// servers use the same values.
-const (
-	// TaskCheckInterval: with every queue empty, asynq sleeps between 0.5
-	// and 1.5 times this before it looks again, so it is the delay an idle
-	// worker adds to a new task (asynq's default of 1 s would add ~1 s).
-	// An idle worker then asks Redis ~40 times a second.
-	TaskCheckInterval = 25 * time.Millisecond
-	// DelayedTaskCheckInterval is how often scheduled and retrying tasks
-	// whose time has come are moved to pending.
-	DelayedTaskCheckInterval = time.Second
-)
+// AsynqServer is the worker's asynq server configuration, without a
+// logger: tickerq's failure classes and retry delays, and how often it
+// polls Redis. The bench's baseline servers take it too, so that they are
+// measured as the worker is.
+func AsynqServer(concurrency int, queues map[string]int, shutdownTimeout time.Duration) asynq.Config {
+	return asynq.Config{
+		Concurrency:     concurrency,
+		Queues:          queues,
+		ShutdownTimeout: shutdownTimeout,
+		IsFailure:       tasks.IsFailure,
+		RetryDelayFunc:  tasks.RetryDelay,
+		// With every queue empty, asynq sleeps between 0.5 and 1.5 times
+		// this before it looks again, so it is the delay an idle worker
+		// adds to a new task (asynq's default of 1 s would add ~1 s); an
+		// idle worker then asks Redis ~40 times a second.
+		TaskCheckInterval: 25 * time.Millisecond,
+		// How often scheduled and retrying tasks whose time has come are
+		// moved to pending.
+		DelayedTaskCheckInterval: time.Second,
+	}
+}
 
 // ErrInvalid is wrapped by every configuration error.
 var ErrInvalid = errors.New("invalid configuration")
