@@ -160,11 +160,11 @@ func newBench(ctx context.Context, opts options) (b *bench, err error) {
 		return b, cli.Usagef("%s: the bench needs a plain redis:// server", config.EnvRedisURL)
 	}
 	b.rdb = rc
+	b.asynq = asynq.NewClientFromRedisClient(b.rdb) // no I/O: close() can rely on both
+	b.insp = asynq.NewInspectorFromRedisClient(b.rdb)
 	if err := b.rdb.Ping(ctx).Err(); err != nil {
 		return b, fmt.Errorf("redis: %w", err)
 	}
-	b.asynq = asynq.NewClientFromRedisClient(b.rdb)
-	b.insp = asynq.NewInspectorFromRedisClient(b.rdb)
 
 	if err := b.createDatabase(ctx); err != nil {
 		return b, err
