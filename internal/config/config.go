@@ -85,9 +85,10 @@ type Worker struct {
 	ShutdownTimeout time.Duration
 	LogLevel        string
 	LogFormat       string
-	// BenchOneTxPerJob selects the write path tickerq had before group
-	// commit (one transaction per job, a pool sized to the concurrency),
-	// kept only so that make bench can compare the two. Hidden flag.
+	// BenchOneTxPerJob writes each job's row in a transaction of its own
+	// (postgres.DB.SavePrice) on a pool sized to the concurrency, the shape
+	// of the write path before group commit, kept only so that make bench
+	// can compare the two. Hidden flag.
 	BenchOneTxPerJob bool
 	// Profiling serves Go's profiler under /debug/pprof/ on the admin
 	// address. Hidden flag.
@@ -116,7 +117,7 @@ func BindWorker(fs *pflag.FlagSet) *Worker {
 	fs.DurationVar(&w.ShutdownTimeout, "shutdown-timeout", DefaultShutdownTimeout, "on SIGTERM/SIGINT, how long in-flight jobs may run before they are handed back to the queue")
 	fs.StringVar(&w.AdminAddr, "admin-addr", w.AdminAddr, "address of /healthz, /readyz and /metrics; empty disables them ("+EnvAdminAddr+")")
 	fs.DurationVar(&w.QuoteTimeout, "quote-timeout", DefaultQuoteTimeout, "timeout of one quote API request")
-	fs.BoolVar(&w.BenchOneTxPerJob, benchOneTxPerJobFlag, false, "benchmark only: write each job in a transaction of its own on a pool of concurrency+2 connections (the path before group commit)")
+	fs.BoolVar(&w.BenchOneTxPerJob, benchOneTxPerJobFlag, false, "benchmark only: write each job in a transaction of its own on a pool of concurrency+2 connections, not through the committer")
 	_ = fs.MarkHidden(benchOneTxPerJobFlag)
 	fs.BoolVar(&w.Profiling, "pprof", false, "serve Go's profiler under /debug/pprof/ on the admin address")
 	_ = fs.MarkHidden("pprof")
