@@ -84,21 +84,21 @@ func (l *Line) Set(format string, args ...any) {
 // Finish replaces the line's text a last time, whatever the interval, and
 // ends it with a newline. Later calls do nothing.
 func (l *Line) Finish(format string, args ...any) {
-	if !l.terminal {
-		return
-	}
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.finished {
-		return
-	}
-	l.finished = true
-	fmt.Fprintf(l.w, eraseLine+format+"\n", args...)
+	l.end(func() { fmt.Fprintf(l.w, eraseLine+format+"\n", args...) })
 }
 
 // Clear erases the line, leaving the cursor where it started, so other
 // output can follow as if it had never been drawn. Later calls do nothing.
 func (l *Line) Clear() {
+	l.end(func() {
+		if l.drawn {
+			fmt.Fprint(l.w, eraseLine)
+		}
+	})
+}
+
+// end runs draw once, the first time the line is finished or cleared.
+func (l *Line) end(draw func()) {
 	if !l.terminal {
 		return
 	}
@@ -108,9 +108,7 @@ func (l *Line) Clear() {
 		return
 	}
 	l.finished = true
-	if l.drawn {
-		fmt.Fprint(l.w, eraseLine)
-	}
+	draw()
 }
 
 // Counter counts items done out of a known total and shows the count, the
