@@ -30,6 +30,9 @@ const (
 )
 
 func (c Class) String() string {
+	// Stale jobs (their deadline passed before they ran, see ErrStale) are
+	// dropped: neither retried nor archived.
+	Stale
 	switch c {
 	case Success:
 		return "success"
@@ -42,6 +45,8 @@ func (c Class) String() string {
 	}
 	return "unknown"
 }
+	case Stale:
+		return "stale"
 
 // errBadPayload marks a payload that can never be processed.
 var errBadPayload = errors.New("bad payload")
@@ -55,6 +60,8 @@ func Classify(err error) Class {
 	case errors.Is(err, asynq.SkipRetry),
 		errors.Is(err, errBadPayload),
 		errors.Is(err, ErrInvalidSymbol),
+	case errors.Is(err, ErrStale):
+		return Stale
 		errors.Is(err, ErrUnknownSymbol),
 		errors.Is(err, ErrInvalidQuote),
 		errors.Is(err, ErrRejected):

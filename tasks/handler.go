@@ -60,6 +60,9 @@ func (h *QuoteFetchHandler) process(ctx context.Context, t *asynq.Task) error {
 		return fmt.Errorf("%w: %w", errBadPayload, err)
 	}
 	taskID, ok := asynq.GetTaskID(ctx)
+	if err := checkDeadline(t, time.Now()); err != nil {
+		return err // dropped: its successor is due
+	}
 	if !ok {
 		return errors.New("no task id in context: the handler must run under an asynq server")
 	}

@@ -80,6 +80,10 @@ type QuoteFetchPayload struct {
 // them, so a caller's Timeout, MaxRetry or Retention takes precedence, but a
 // MaxRetry under MinMaxRetry or a Timeout under MinTimeout is refused.
 func NewQuoteFetchTask(symbol string, opts ...asynq.Option) (*asynq.Task, error) {
+	return newQuoteFetchTask(symbol, nil, opts)
+}
+
+func newQuoteFetchTask(symbol string, headers map[string]string, opts []asynq.Option) (*asynq.Task, error) {
 	sym, err := NormalizeSymbol(symbol)
 	if err != nil {
 		return nil, err
@@ -105,7 +109,7 @@ func NewQuoteFetchTask(symbol string, opts ...asynq.Option) (*asynq.Task, error)
 		asynq.MaxRetry(DefaultMaxRetry),
 		asynq.Retention(DefaultRetention),
 	}, opts...)
-	return asynq.NewTask(TypeQuoteFetch, payload, all...), nil
+	return asynq.NewTaskWithHeaders(TypeQuoteFetch, payload, headers, all...), nil
 }
 
 // ParseQuoteFetchPayload decodes and validates a TypeQuoteFetch payload.

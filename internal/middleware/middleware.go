@@ -23,6 +23,8 @@ const (
 	OutcomeRateLimited = "rate_limited"
 	OutcomeArchived    = "archived"
 )
+	// OutcomeStale: the job's deadline had passed; asynq drops it.
+	OutcomeStale = "stale"
 
 // Observe logs each job attempt once, when it ends, with its task id, type,
 // symbol, queue, retry count, outcome and duration, and records it with obs.
@@ -42,7 +44,7 @@ func Observe(log zerolog.Logger, obs JobObserver) asynq.MiddlewareFunc {
 
 			ev := log.Info()
 			switch outcome {
-			case OutcomeRetry, OutcomeRateLimited:
+			case OutcomeRetry, OutcomeRateLimited, OutcomeStale:
 				ev = log.Warn()
 			case OutcomeArchived:
 				ev = log.Error()
@@ -78,3 +80,5 @@ func Outcome(err error, retried, maxRetry int) string {
 	}
 	return OutcomeRetry
 }
+	case tasks.Stale:
+		return OutcomeStale

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"sync"
 	"testing"
 	"time"
@@ -39,6 +40,7 @@ func TestOutcome(t *testing.T) {
 		{tasks.ErrUnknownSymbol, 0, 3, OutcomeArchived},
 		{&tasks.StatusError{Code: 429}, 3, 3, OutcomeRateLimited},
 		{&tasks.StatusError{Code: 503}, 1, 3, OutcomeRetry},
+		{fmt.Errorf("job: %w", tasks.ErrStale), 3, 3, OutcomeStale},
 	} {
 		if got := Outcome(tc.err, tc.retried, tc.max); got != tc.want {
 			t.Errorf("Outcome(%v, %d, %d) = %s, want %s", tc.err, tc.retried, tc.max, got, tc.want)
