@@ -27,12 +27,12 @@ const (
 	// Permanent failures (unknown symbol, invalid quote, other 4xx, data the
 	// database rejects, bad payload) are archived at once.
 	Permanent
-)
-
-func (c Class) String() string {
 	// Stale jobs (their deadline passed before they ran, see ErrStale) are
 	// dropped: neither retried nor archived.
 	Stale
+)
+
+func (c Class) String() string {
 	switch c {
 	case Success:
 		return "success"
@@ -42,11 +42,11 @@ func (c Class) String() string {
 		return "rate_limited"
 	case Permanent:
 		return "permanent"
+	case Stale:
+		return "stale"
 	}
 	return "unknown"
 }
-	case Stale:
-		return "stale"
 
 // errBadPayload marks a payload that can never be processed.
 var errBadPayload = errors.New("bad payload")
@@ -57,11 +57,11 @@ func Classify(err error) Class {
 	switch {
 	case err == nil:
 		return Success
+	case errors.Is(err, ErrStale):
+		return Stale
 	case errors.Is(err, asynq.SkipRetry),
 		errors.Is(err, errBadPayload),
 		errors.Is(err, ErrInvalidSymbol),
-	case errors.Is(err, ErrStale):
-		return Stale
 		errors.Is(err, ErrUnknownSymbol),
 		errors.Is(err, ErrInvalidQuote),
 		errors.Is(err, ErrRejected):

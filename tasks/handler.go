@@ -55,14 +55,14 @@ func (h *QuoteFetchHandler) ProcessTask(ctx context.Context, t *asynq.Task) erro
 }
 
 func (h *QuoteFetchHandler) process(ctx context.Context, t *asynq.Task) error {
+	if err := checkDeadline(t, time.Now()); err != nil {
+		return err // dropped: its successor is due
+	}
 	p, err := ParseQuoteFetchPayload(t.Payload())
 	if err != nil {
 		return fmt.Errorf("%w: %w", errBadPayload, err)
 	}
 	taskID, ok := asynq.GetTaskID(ctx)
-	if err := checkDeadline(t, time.Now()); err != nil {
-		return err // dropped: its successor is due
-	}
 	if !ok {
 		return errors.New("no task id in context: the handler must run under an asynq server")
 	}

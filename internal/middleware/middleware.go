@@ -22,9 +22,9 @@ const (
 	OutcomeRetry       = "retry"
 	OutcomeRateLimited = "rate_limited"
 	OutcomeArchived    = "archived"
-)
 	// OutcomeStale: the job's deadline had passed; asynq drops it.
 	OutcomeStale = "stale"
+)
 
 // Observe logs each job attempt once, when it ends, with its task id, type,
 // symbol, queue, retry count, outcome and duration, and records it with obs.
@@ -74,11 +74,11 @@ func Outcome(err error, retried, maxRetry int) string {
 		return OutcomeRateLimited
 	case tasks.Permanent:
 		return OutcomeArchived
+	case tasks.Stale:
+		return OutcomeStale
 	}
 	if retried >= maxRetry {
 		return OutcomeArchived
 	}
 	return OutcomeRetry
 }
-	case tasks.Stale:
-		return OutcomeStale
