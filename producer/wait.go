@@ -4,34 +4,50 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"os"
 	"time"
 
 	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
 	"github.com/spf13/cobra"
 
 	"github.com/tickerq/tickerq/internal/cli"
+	"github.com/tickerq/tickerq/internal/progress"
 	"github.com/tickerq/tickerq/internal/queue"
 )
 
 type waitFlags struct {
 	timeout time.Duration
 	queues  []string
+	tasks   string
 	poll    time.Duration
 }
 
 func waitCmd(g *globals) *cobra.Command {
 	var f waitFlags
 	cmd := &cobra.Command{
-		Use:   "wait [--timeout DURATION] [--queue Q]...",
+		Use:   "wait [--timeout DURATION] [--queue Q]... | --tasks FILE",
 		Short: "Wait until no task is pending, active, scheduled or waiting to retry",
 		Long: `wait polls the queues until none holds a task that is pending, active,
 scheduled or waiting to retry, then exits 0. Archived and completed tasks do
 not count. With --queue it watches only the named queues (a queue that does
 not exist yet counts as empty); without, every queue.
 
-On --timeout it exits 1, naming what is still outstanding. 0 means no limit.`,
+With --tasks FILE ('-' is stdin) it waits only for the tasks listed there,
+as producer enqueue printed them (ID<TAB>SYMBOL<TAB>QUEUE lines or --json
+objects), and then prints one line: how many completed, were archived, or
+are no longer in Redis. A task not found at the first look is done (it was
+deleted, or completed without retention) or was never enqueued in this
+Redis; a task that disappears while wait watches it completed without
+retention or was deleted. On a terminal, stderr shows the progress.
+
+On --timeout it exits 1, naming what is still outstanding. 0 means no limit.
+A task list that cannot be read exits 2 naming the line.`,
 		Example: `  producer enqueue --file symbols.txt && producer wait --timeout 10m
-  producer wait --queue critical --queue default`,
+  producer wait --queue critical --queue default
+  producer enqueue --file symbols.txt >enqueued.txt && producer wait --tasks enqueued.txt
+  producer enqueue --json GOOG MSFT | producer wait --tasks - --timeout 1m`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return runWait(cmd, g, &f)
@@ -40,6 +56,7 @@ On --timeout it exits 1, naming what is still outstanding. 0 means no limit.`,
 	fl := cmd.Flags()
 	fl.DurationVar(&f.timeout, "timeout", 0, "give up after this long and exit 1; 0 waits for ever")
 	fl.StringArrayVar(&f.queues, "queue", nil, "queue to watch; repeat for more (default every queue)")
+	fl.StringVar(&f.tasks, "tasks", "", "wait only for the tasks in this output of producer enqueue ('-' is stdin); not with --queue")
 	fl.DurationVar(&f.poll, "poll", queue.DefaultPoll, "how often to look")
 	_ = fl.MarkHidden("poll")
 	return cmd
@@ -57,6 +74,16 @@ func runWait(cmd *cobra.Command, g *globals, f *waitFlags) error {
 			return err
 		}
 	}
+	var refs []queue.TaskRef
+	if cmd.Flags().Changed("tasks") {
+		if len(f.queues) > 0 {
+			return cli.Usagef("--tasks and --queue cannot be used together")
+		}
+		var err error
+		if refs, err = readTaskList(cmd, f.tasks); err != nil {
+			return err
+		}
+	}
 	e, err := g.load(cmd)
 	if err != nil {
 		return err
@@ -68,11 +95,85 @@ func runWait(cmd *cobra.Command, g *globals, f *waitFlags) error {
 		ctx, cancel = context.WithTimeout(ctx, f.timeout)
 		defer cancel()
 	}
-	inspector := asynq.NewInspector(e.redis)
-	defer inspector.Close()
-	err = queue.Wait(ctx, inspector, f.queues, f.poll)
+	if refs != nil {
+		err = waitTasks(ctx, cmd, e, refs, f.poll)
+	} else {
+		inspector := asynq.NewInspector(e.redis)
+		defer inspector.Close()
+		err = queue.Wait(ctx, inspector, f.queues, f.poll)
+	}
 	if errors.Is(err, queue.ErrTimeout) {
 		return fmt.Errorf("wait --timeout %s: %w", f.timeout, err)
 	}
 	return interrupted(cmd.Context(), err)
+}
+
+// readTaskList reads the --tasks file ('-': stdin).
+func readTaskList(cmd *cobra.Command, name string) ([]queue.TaskRef, error) {
+	var r io.Reader = cmd.InOrStdin()
+	if name != "-" {
+		file, err := os.Open(name)
+		if err != nil {
+			return nil, cli.Usagef("--tasks: %w", err)
+		}
+		defer file.Close()
+		r = file
+	}
+	refs, err := queue.ReadTaskList(r)
+	if errors.Is(err, queue.ErrBadTaskList) {
+		return nil, cli.Usagef("--tasks %s: %w", name, err)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("--tasks %s: %w", name, err)
+	}
+	if refs == nil {
+		refs = []queue.TaskRef{} // an empty list is done at once
+	}
+	return refs, nil
+}
+
+// waitTasks waits for refs, showing progress on a terminal, and prints what
+// became of them.
+func waitTasks(ctx context.Context, cmd *cobra.Command, e env, refs []queue.TaskRef, poll time.Duration) error {
+	rdb, err := e.redisClient()
+	if err != nil {
+		return err
+	}
+	defer rdb.Close()
+
+	errOut := cmd.ErrOrStderr()
+	line := progress.NewLine(errOut, progress.IsTerminal(errOut))
+	counter := progress.NewCounter(line, "done", len(refs))
+	prev := 0
+	w, err := queue.WaitTasks(ctx, rdb, refs, poll, func(w queue.TaskWait) {
+		counter.Add(w.Done() - prev)
+		prev = w.Done()
+	})
+	if err != nil {
+		line.Clear()
+		return err
+	}
+	counter.Finish()
+	out := fmt.Sprintf("%d tasks done: %d completed, %d archived", w.Total, w.Completed, w.Archived)
+	if w.Gone > 0 {
+		out += fmt.Sprintf(", %d gone while watched (completed without retention, or deleted)", w.Gone)
+	}
+	if n := len(w.Missing); n > 0 {
+		m := w.Missing[0]
+		out += fmt.Sprintf(", %d not found (deleted before wait looked, or never enqueued in this Redis; first: %s %s in %s)", n, m.ID, m.Symbol, m.Queue)
+	}
+	if _, err := fmt.Fprintln(cmd.OutOrStdout(), out); err != nil {
+		return fmt.Errorf("write output: %w", err)
+	}
+	return nil
+}
+
+// redisClient opens a go-redis client on the same Redis as e's asynq
+// clients, for reads the Inspector does not offer.
+func (e env) redisClient() (redis.UniversalClient, error) {
+	rdb, ok := e.redis.MakeRedisClient().(redis.UniversalClient)
+	if !ok {
+		return nil, fmt.Errorf("redis: unexpected client type %T", rdb)
+	}
+	return rdb, nil
 }
