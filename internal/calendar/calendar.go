@@ -19,7 +19,7 @@ const FirstYear, LastYear = 2000, 2099
 
 var (
 	// ErrUnknownExchange is returned by Lookup for a code it does not know.
-	ErrUnknownExchange = errors.New("unknown exchange: want XNYS or XNAS")
+	ErrUnknownExchange = errors.New("unknown exchange")
 	// ErrOutOfRange is returned for a date outside FirstYear to LastYear.
 	ErrOutOfRange = errors.New("date outside the calendar's years 2000 to 2099")
 	// ErrInvalidDate is returned by SessionOn for a day the month does not have.
@@ -81,7 +81,7 @@ var exchanges = map[string]*Exchange{
 func Lookup(code string) (*Exchange, error) {
 	e, ok := exchanges[strings.ToUpper(code)]
 	if !ok {
-		return nil, fmt.Errorf("%q: %w", code, ErrUnknownExchange)
+		return nil, fmt.Errorf("%w %q: want XNYS or XNAS", ErrUnknownExchange, code)
 	}
 	return e, nil
 }
