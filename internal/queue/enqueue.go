@@ -4,6 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
+	"strings"
 
 	"github.com/hibiken/asynq"
 	"golang.org/x/sync/errgroup"
@@ -44,6 +47,13 @@ func (r Result) Skipped() bool { return errors.Is(r.Err, asynq.ErrDuplicateTask)
 // Enqueue then returns an error wrapping ErrEnqueue. Once ctx is done no
 // more tasks are enqueued.
 func Enqueue(ctx context.Context, client *asynq.Client, symbols []string, opts []asynq.Option, workers int) ([]Result, error) {
+	return EnqueueEach(ctx, client, symbols, opts, workers, nil)
+}
+
+// EnqueueEach is Enqueue that also calls each, if not nil, with every
+// symbol's Result as soon as it is known (to show progress). each is called
+// from several goroutines at once and must not block for long.
+func EnqueueEach(ctx context.Context, client *asynq.Client, symbols []string, opts []asynq.Option, workers int, each func(Result)) ([]Result, error) {
 	if workers <= 0 {
 		workers = DefaultWorkers
 	}
@@ -61,6 +71,9 @@ func Enqueue(ctx context.Context, client *asynq.Client, symbols []string, opts [
 		chain := func() error {
 			for j := i; j >= 0; j = next[j] {
 				results[j] = enqueueOne(ctx, client, symbols[j], queue, opts)
+				if each != nil {
+					each(results[j])
+				}
 			}
 			return nil
 		}
@@ -141,4 +154,30 @@ func queueOf(opts []asynq.Option) string {
 		}
 	}
 	return q
+}
+
+// UnservedWarning returns why tasks put in queue will wait although they are
+// due: no worker among servers (asynq.Inspector.Servers) is active, or none
+// of the active ones takes tasks from queue. It returns "" when some active
+// worker serves queue.
+func UnservedWarning(servers []*asynq.ServerInfo, queue string) string {
+	served := map[string]bool{}
+	active := 0
+	for _, s := range servers {
+		if s.Status != "active" { // "stopped": fetches nothing until it exits
+			continue
+		}
+		active++
+		if _, ok := s.Queues[queue]; ok {
+			return ""
+		}
+		for q := range s.Queues {
+			served[q] = true
+		}
+	}
+	if active == 0 {
+		return fmt.Sprintf("no worker is running: the tasks wait in queue %s until one serves it", queue)
+	}
+	return fmt.Sprintf("no running worker serves queue %s (%d running serve %s): the tasks wait until one does",
+		queue, active, strings.Join(slices.Sorted(maps.Keys(served)), ", "))
 }
