@@ -203,11 +203,14 @@ func run(ctx context.Context, cfg *config.Worker) error {
 	}
 
 	asynqCfg := config.AsynqServer(cfg.Concurrency, cfg.Queues, cfg.ShutdownTimeout)
-	asynqCfg.Logger = logging.Asynq{L: log.With().Str("component", "asynq").Logger()}
+	// The job line says when a task is archived or dropped: asynq's own
+	// warning about it is left out (logging.Reported), its others kept.
+	reported := &logging.Reported{}
+	asynqCfg.Logger = logging.Asynq{L: log.With().Str("component", "asynq").Logger(), Reported: reported}
 	asynqCfg.LogLevel = logging.AsynqLevel(log.GetLevel())
 	srv := asynq.NewServer(redisOpt, asynqCfg)
 	mux := asynq.NewServeMux()
-	mux.Use(middleware.Observe(log, m))
+	mux.Use(middleware.Observe(log, m, reported))
 	mux.Handle(tasks.TypeQuoteFetch, tasks.NewQuoteFetchHandler(quotes, store))
 	if err := srv.Start(mux); err != nil {
 		return fmt.Errorf("start asynq server: %w", err)
@@ -215,7 +218,7 @@ func run(ctx context.Context, cfg *config.Worker) error {
 	log.Info().Int("concurrency", cfg.Concurrency).Str("queues", config.FormatQueues(cfg.Queues)).Msg("worker running")
 
 	<-ctx.Done()
-	log.Info().Dur("shutdown_timeout", cfg.ShutdownTimeout).Msg("signal received: stopping fetch, draining in-flight jobs")
+	log.Info().Dur("shutdown_timeout_ms", cfg.ShutdownTimeout).Msg("signal received: stopping fetch, draining in-flight jobs")
 	srv.Shutdown() // stops fetching, waits for in-flight jobs up to ShutdownTimeout
 	log.Info().Msg("worker stopped")
 	return nil

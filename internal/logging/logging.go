@@ -75,6 +75,9 @@ func AsynqLevel(l zerolog.Level) asynq.LogLevel {
 // Asynq adapts a zerolog.Logger to asynq.Logger.
 type Asynq struct {
 	L zerolog.Logger
+	// Reported, if not nil, holds the tasks whose end the worker's job line
+	// has logged: asynq's warning repeating it is left out (see Reported).
+	Reported *Reported
 }
 
 var _ asynq.Logger = Asynq{}
@@ -86,7 +89,13 @@ func (a Asynq) Debug(args ...any) { a.L.Debug().Msg(fmt.Sprint(args...)) }
 func (a Asynq) Info(args ...any) { a.L.Info().Msg(fmt.Sprint(args...)) }
 
 // Warn implements asynq.Logger.
-func (a Asynq) Warn(args ...any) { a.L.Warn().Msg(fmt.Sprint(args...)) }
+func (a Asynq) Warn(args ...any) {
+	msg := fmt.Sprint(args...)
+	if a.Reported.repeats(msg) {
+		return
+	}
+	a.L.Warn().Msg(msg)
+}
 
 // Error implements asynq.Logger.
 func (a Asynq) Error(args ...any) { a.L.Error().Msg(fmt.Sprint(args...)) }

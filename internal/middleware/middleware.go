@@ -8,6 +8,7 @@ import (
 	"github.com/hibiken/asynq"
 	"github.com/rs/zerolog"
 
+	"github.com/tickerq/tickerq/internal/logging"
 	"github.com/tickerq/tickerq/tasks"
 )
 
@@ -27,8 +28,11 @@ const (
 )
 
 // Observe logs each job attempt once, when it ends, with its task id, type,
-// symbol, queue, retry count, outcome and duration, and records it with obs.
-func Observe(log zerolog.Logger, obs JobObserver) asynq.MiddlewareFunc {
+// symbol, queue, retry count, outcome and duration_ms, and records it with
+// obs. With reported not nil, it records there each task whose end (archived
+// or stale) its line has logged, so that the asynq logger adapter leaves out
+// asynq's warning saying the same (see logging.Reported).
+func Observe(log zerolog.Logger, obs JobObserver, reported *logging.Reported) asynq.MiddlewareFunc {
 	return func(next asynq.Handler) asynq.Handler {
 		return asynq.HandlerFunc(func(ctx context.Context, t *asynq.Task) error {
 			start := time.Now()
@@ -51,7 +55,7 @@ func Observe(log zerolog.Logger, obs JobObserver) asynq.MiddlewareFunc {
 			}
 			ev = ev.Str("task_id", id).Str("type", t.Type()).Str("queue", queue).
 				Int("retried", retried).Int("max_retry", maxRetry).
-				Str("outcome", outcome).Dur("duration", d)
+				Str("outcome", outcome).Dur("duration_ms", d)
 			if sym := tasks.Symbol(t); sym != "" {
 				ev = ev.Str("symbol", sym)
 			}
@@ -59,6 +63,9 @@ func Observe(log zerolog.Logger, obs JobObserver) asynq.MiddlewareFunc {
 				ev = ev.Err(err)
 			}
 			ev.Msg("job")
+			if reported != nil && (outcome == OutcomeArchived || outcome == OutcomeStale) {
+				reported.Add(id)
+			}
 			return err
 		})
 	}

@@ -52,7 +52,7 @@ func TestObserveLogsEachJobOnce(t *testing.T) {
 	t.Parallel()
 	var buf bytes.Buffer
 	rec := &recorder{}
-	h := Observe(zerolog.New(&buf), rec)(asynq.HandlerFunc(func(context.Context, *asynq.Task) error {
+	h := Observe(zerolog.New(&buf), rec, nil)(asynq.HandlerFunc(func(context.Context, *asynq.Task) error {
 		return tasks.ErrUnknownSymbol
 	}))
 	task, err := tasks.NewQuoteFetchTask("goog")
@@ -75,7 +75,7 @@ func TestObserveLogsEachJobOnce(t *testing.T) {
 			t.Errorf("log field %s = %v, want %v", k, ev[k], want)
 		}
 	}
-	for _, k := range []string{"task_id", "queue", "retried", "duration", "error"} {
+	for _, k := range []string{"task_id", "queue", "retried", "duration_ms", "error"} {
 		if _, ok := ev[k]; !ok {
 			t.Errorf("log line lacks %s: %s", k, lines[0])
 		}
