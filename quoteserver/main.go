@@ -130,7 +130,7 @@ func serve(ctx context.Context, cfg config, stderr io.Writer) error {
 	}
 	logger.Info().
 		Str("addr", ln.Addr().String()).
-		Dur("latency", cfg.latency).
+		Dur("latency_ms", cfg.latency).
 		Float64("error_rate", cfg.errorRate).
 		Float64("rps", cfg.rps).
 		Strs("unknown", unknown).
@@ -151,7 +151,7 @@ func serve(ctx context.Context, cfg config, stderr io.Writer) error {
 	defer cancel()
 	if err := srv.Shutdown(shCtx); err != nil {
 		// In-flight requests outlived the timeout (a long ?delay=); cut them.
-		logger.Warn().Err(err).Dur("timeout", shutdownTimeout).Msg("graceful shutdown timed out; closing connections")
+		logger.Warn().Err(err).Dur("timeout_ms", shutdownTimeout).Msg("graceful shutdown timed out; closing connections")
 		_ = srv.Close()
 	}
 	logger.Info().Msg("quoteserver stopped")

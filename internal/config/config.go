@@ -154,11 +154,11 @@ func (w *Worker) MarshalZerologObject(e *zerolog.Event) {
 		Str("db_role", w.DBRole).
 		Str("quote_api_url", w.QuoteAPIURL).
 		Bool("quote_api_key_set", w.QuoteAPIKey != "").
-		Dur("quote_timeout", w.QuoteTimeout).
+		Dur("quote_timeout_ms", w.QuoteTimeout).
 		Int("concurrency", w.Concurrency).
 		Str("queues", FormatQueues(w.Queues)).
 		Str("admin_addr", w.AdminAddr).
-		Dur("shutdown_timeout", w.ShutdownTimeout)
+		Dur("shutdown_timeout_ms", w.ShutdownTimeout)
 	if w.BenchOneTxPerJob {
 		e.Bool("bench_one_tx_per_job", true)
 	}

@@ -185,7 +185,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		Str("symbol", r.URL.Query().Get("symbol")).
 		Int("status", status).
 		Bool("canceled", status == 0).
-		Dur("elapsed", time.Since(start)).
+		Dur("elapsed_ms", time.Since(start)).
 		Str("remote", r.RemoteAddr).
 		Msg("quote request")
 }
