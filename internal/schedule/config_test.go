@@ -1,0 +1,132 @@
+package schedule
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// fakeMarkets knows XNYS and XNAS as fakeMarket with no holidays.
+func fakeMarkets(code string) (Market, error) {
+	switch code {
+	case "XNYS", "XNAS":
+		return newFakeMarket(nil, nil), nil
+	}
+	return nil, errors.New("unknown exchange " + code)
+}
+
+func TestParseValid(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "list.txt"), []byte("# comment\nmsft\n\nGOOG\nAAPL\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := Parse([]byte(`
+timezone: America/New_York
+schedules:
+  - name: us-minute
+    cron: "* * * * *"
+    market: XNYS
+    symbols: [AAPL, brk.b]
+    file: list.txt
+    queue: critical
+    max_retry: 3
+    timeout: 20s
+    retention: 1h
+    timezone: Europe/London
+  - name: every-30s
+    every: 30s
+    symbols: [GOOG]
+`), dir, fakeMarkets)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(cfg.Entries) != 2 {
+		t.Fatalf("got %d entries, want 2", len(cfg.Entries))
+	}
+	a, b := cfg.Entries[0], cfg.Entries[1]
+	if got, want := strings.Join(a.Symbols, ","), "AAPL,BRK.B,MSFT,GOOG"; got != want {
+		t.Errorf("symbols = %s, want %s (normalized, file after list, repeats dropped)", got, want)
+	}
+	if a.Queue != "critical" || a.MaxRetry != 3 || a.Timeout != 20*time.Second || a.Retention != time.Hour ||
+		a.Location.String() != "Europe/London" || a.MarketCode != "XNYS" || a.Market == nil || a.Cron != "* * * * *" {
+		t.Errorf("entry a = %+v", a)
+	}
+	if b.Every != 30*time.Second || b.Queue != "default" || b.Retention != DefaultRetention ||
+		b.Location.String() != "America/New_York" || b.MaxRetry != 0 || b.Timeout != 0 {
+		t.Errorf("entry b = %+v", b)
+	}
+	if want := filepath.Join(dir, "list.txt"); len(cfg.Files) != 1 || cfg.Files[0] != want {
+		t.Errorf("Files = %v, want [%s]", cfg.Files, want)
+	}
+}
+
+func TestParseInvalid(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "bad.txt"), []byte("GOOG\nnot a symbol\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	entry := func(lines string) string {
+		return "schedules:\n  - name: us-minute\n" + lines
+	}
+	tests := []struct {
+		name, yaml, want string
+	}{
+		{"empty file", "", "the file is empty"},
+		{"no entries", "timezone: UTC\n", "schedules: want at least one entry"},
+		{"unknown top field", "zone: UTC\nschedules: []\n", "field zone not found"},
+		{"unknown entry field", entry("    every: 1s\n    symbols: [A]\n    retries: 3\n"), "field retries not found"},
+		{"bad file timezone", "timezone: Mars/Base\n" + entry("    every: 1s\n    symbols: [A]\n"), "timezone: unknown time zone Mars/Base"},
+		{"bad name", "schedules:\n  - name: US_minute\n    every: 1s\n    symbols: [A]\n", `schedule "US_minute": name "US_minute"`},
+		{"no name", "schedules:\n  - every: 1s\n    symbols: [A]\n", `schedule #1: name ""`},
+		{"duplicate name", entry("    every: 1s\n    symbols: [A]\n  - name: us-minute\n    every: 2s\n    symbols: [B]\n"), `schedule "us-minute": name: used by an earlier entry`},
+		{"cron and every", entry("    cron: \"* * * * *\"\n    every: 1s\n    symbols: [A]\n"), `schedule "us-minute": cron and every: want exactly one`},
+		{"neither", entry("    symbols: [A]\n"), `schedule "us-minute": cron or every: want exactly one`},
+		{"six-field cron", entry("    cron: \"0 * * * * *\"\n    symbols: [A]\n"), `schedule "us-minute": cron: expected exactly 5 fields`},
+		{"bad cron", entry("    cron: \"61 * * * *\"\n    symbols: [A]\n"), `schedule "us-minute": cron: `},
+		{"never fires", entry("    cron: \"0 0 30 2 *\"\n    symbols: [A]\n"), `schedule "us-minute": cron: "0 0 30 2 *" never fires`},
+		{"every no unit", entry("    every: 30\n    symbols: [A]\n"), `schedule "us-minute": every: time: missing unit`},
+		{"every too short", entry("    every: 500ms\n    symbols: [A]\n"), `schedule "us-minute": every: 500ms: want at least 1s`},
+		{"unknown market", entry("    every: 1s\n    market: XLON\n    symbols: [A]\n"), `schedule "us-minute": market: unknown exchange XLON`},
+		{"no symbols", entry("    every: 1s\n"), `schedule "us-minute": symbols: want at least one`},
+		{"bad symbol", entry("    every: 1s\n    symbols: [GOOG, \"b@d\"]\n"), `schedule "us-minute": symbols: invalid symbol "b@d"`},
+		{"bad symbol in file", entry("    every: 1s\n    file: bad.txt\n"), `schedule "us-minute": symbols/file: invalid symbol "not a symbol"`},
+		{"missing file", entry("    every: 1s\n    file: nope.txt\n"), `schedule "us-minute": file: open `},
+		{"bad queue", entry("    every: 1s\n    symbols: [A]\n    queue: \"a b\"\n"), `schedule "us-minute": queue "a b"`},
+		{"max_retry 0", entry("    every: 1s\n    symbols: [A]\n    max_retry: 0\n"), `schedule "us-minute": max_retry 0: want at least 1`},
+		{"short timeout", entry("    every: 1s\n    symbols: [A]\n    timeout: 10ms\n"), `schedule "us-minute": timeout: 10ms: want at least 1s`},
+		{"bad retention", entry("    every: 1s\n    symbols: [A]\n    retention: forever\n"), `schedule "us-minute": retention: time: invalid duration`},
+		{"bad entry timezone", entry("    every: 1s\n    symbols: [A]\n    timezone: Nowhere\n"), `schedule "us-minute": timezone: unknown time zone Nowhere`},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			_, err := Parse([]byte(tc.yaml), dir, fakeMarkets)
+			if !errors.Is(err, ErrInvalid) {
+				t.Fatalf("Parse: err = %v, want ErrInvalid", err)
+			}
+			if !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("Parse: err = %q, want it to contain %q", err, tc.want)
+			}
+		})
+	}
+}
+
+func TestLoadNamesTheFile(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), "s.yaml")
+	if err := os.WriteFile(path, []byte("schedules:\n  - name: x\n    every: 1\n    symbols: [A]\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, err := Load(path, fakeMarkets)
+	if want := path + `: invalid schedule: schedule "x": every: `; err == nil || !strings.HasPrefix(err.Error(), want) {
+		t.Errorf("Load: err = %v, want prefix %q", err, want)
+	}
+	if _, err := Load(filepath.Join(t.TempDir(), "none.yaml"), fakeMarkets); !errors.Is(err, ErrInvalid) || !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("Load of a missing file: err = %v, want ErrInvalid and ErrNotExist", err)
+	}
+}

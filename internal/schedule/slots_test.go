@@ -1,0 +1,210 @@
+package schedule
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+)
+
+var newYork = mustLocation("America/New_York")
+
+func mustLocation(name string) *time.Location {
+	loc, err := time.LoadLocation(name)
+	if err != nil {
+		panic(err)
+	}
+	return loc
+}
+
+// fakeMarket trades 09:30-16:00 New York on weekdays except holidays, and
+// closes at 13:00 on early days (dates as YYYY-MM-DD). It counts calls.
+type fakeMarket struct {
+	holidays, early map[string]bool
+	calls           int
+}
+
+func newFakeMarket(holidays, early []string) *fakeMarket {
+	m := &fakeMarket{holidays: map[string]bool{}, early: map[string]bool{}}
+	for _, d := range holidays {
+		m.holidays[d] = true
+	}
+	for _, d := range early {
+		m.early[d] = true
+	}
+	return m
+}
+
+func (m *fakeMarket) Session(t time.Time) (time.Time, time.Time, error) {
+	m.calls++
+	t = t.In(newYork)
+	if t.Year() < 2000 || t.Year() > 2099 {
+		return time.Time{}, time.Time{}, errors.New("out of range")
+	}
+	for d := range 30 {
+		day := time.Date(t.Year(), t.Month(), t.Day()+d, 0, 0, 0, 0, newYork)
+		key := day.Format(time.DateOnly)
+		if wd := day.Weekday(); wd == time.Saturday || wd == time.Sunday || m.holidays[key] {
+			continue
+		}
+		open := day.Add(9*time.Hour + 30*time.Minute)
+		closing := day.Add(16 * time.Hour)
+		if m.early[key] {
+			closing = day.Add(13 * time.Hour)
+		}
+		if t.Before(closing) {
+			return open, closing, nil
+		}
+	}
+	return time.Time{}, time.Time{}, errors.New("no session within 30 days")
+}
+
+func mustParse(t *testing.T, s string) time.Time {
+	t.Helper()
+	v, err := time.Parse(time.RFC3339, s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v
+}
+
+func cronEntry(t *testing.T, spec string, loc *time.Location, m Market) *Entry {
+	t.Helper()
+	s, err := cronParser.Parse(spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := &Entry{Name: "e", Cron: spec, spec: s, Location: loc, Symbols: []string{"A"}}
+	if m != nil {
+		e.Market, e.MarketCode = m, "XNYS"
+	}
+	return e
+}
+
+func everyEntry(d time.Duration) *Entry {
+	return &Entry{Name: "e", Every: d, Location: time.UTC, Symbols: []string{"A"}}
+}
+
+func TestRawNextPrev(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name       string
+		e          *Entry
+		at         string
+		prev, next string
+	}{
+		{"every on a slot", everyEntry(2 * time.Second), "2026-01-01T00:00:10Z", "2026-01-01T00:00:10Z", "2026-01-01T00:00:12Z"},
+		{"every between", everyEntry(7 * time.Second), "1970-01-01T00:00:20Z", "1970-01-01T00:00:14Z", "1970-01-01T00:00:21Z"},
+		{"every before epoch", everyEntry(7 * time.Second), "1969-12-31T23:59:55Z", "1969-12-31T23:59:53Z", "1970-01-01T00:00:00Z"},
+		{"minute cron", cronEntry(t, "* * * * *", time.UTC, nil), "2026-03-02T10:00:30Z", "2026-03-02T10:00:00Z", "2026-03-02T10:01:00Z"},
+		{"weekly cron", cronEntry(t, "0 9 * * 1", newYork, nil), "2026-03-04T12:00:00Z", "2026-03-02T09:00:00-05:00", "2026-03-09T09:00:00-04:00"},
+		{"cron on a slot", cronEntry(t, "*/15 * * * *", time.UTC, nil), "2026-03-02T10:15:00Z", "2026-03-02T10:15:00Z", "2026-03-02T10:30:00Z"},
+		{"yearly cron", cronEntry(t, "0 0 1 1 *", time.UTC, nil), "2026-06-01T00:00:00Z", "2026-01-01T00:00:00Z", "2027-01-01T00:00:00Z"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			at := mustParse(t, tc.at)
+			if got := tc.e.RawPrev(at); !got.Equal(mustParse(t, tc.prev)) {
+				t.Errorf("RawPrev(%s) = %s, want %s", tc.at, got, tc.prev)
+			}
+			if got := tc.e.RawNext(at); !got.Equal(mustParse(t, tc.next)) {
+				t.Errorf("RawNext(%s) = %s, want %s", tc.at, got, tc.next)
+			}
+		})
+	}
+}
+
+// TestPlanMarket: a minute cron on XNYS from a Friday morning before a
+// Monday holiday fires 09:30-15:59 Friday, nothing on the weekend or the
+// holiday, from 09:30 Tuesday; on an early-close day its last slot is 12:59.
+func TestPlanMarket(t *testing.T) {
+	t.Parallel()
+	m := newFakeMarket([]string{"2027-01-18"}, []string{"2026-11-27"})
+	cfg := &Config{Entries: []*Entry{cronEntry(t, "* * * * *", newYork, m)}}
+
+	plan, err := Plan(cfg, mustParse(t, "2027-01-15T09:00:00-05:00"), 392)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantAt := map[int]string{
+		0:   "2027-01-15T09:30:00-05:00",
+		389: "2027-01-15T15:59:00-05:00",
+		390: "2027-01-19T09:30:00-05:00",
+		391: "2027-01-19T09:31:00-05:00",
+	}
+	for i, want := range wantAt {
+		if got := plan[i].At.Format(time.RFC3339); got != want {
+			t.Errorf("firing %d at %s, want %s", i, got, want)
+		}
+	}
+	if m.calls > 2000 {
+		t.Errorf("%d market calls for 392 firings: closed hours must be jumped, not walked", m.calls)
+	}
+
+	plan, err = Plan(cfg, mustParse(t, "2026-11-27T12:58:00-05:00"), 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, f := range plan {
+		got = append(got, f.At.Format(time.RFC3339))
+	}
+	if want := "2026-11-27T12:58:00-05:00 2026-11-27T12:59:00-05:00 2026-11-30T09:30:00-05:00"; strings.Join(got, " ") != want {
+		t.Errorf("early close: %s, want %s", strings.Join(got, " "), want)
+	}
+}
+
+func TestPlanInterleaves(t *testing.T) {
+	t.Parallel()
+	a := everyEntry(20 * time.Second)
+	a.Name = "a"
+	b := cronEntry(t, "* * * * *", time.UTC, nil)
+	b.Name = "b"
+	plan, err := Plan(&Config{Entries: []*Entry{a, b}}, mustParse(t, "2026-03-02T10:00:00Z"), 5)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, f := range plan {
+		got = append(got, fmt.Sprintf("%s %s", f.At.Format("15:04:05"), f.Entry.Name))
+	}
+	if want := "10:00:00 a,10:00:00 b,10:00:20 a,10:00:40 a,10:01:00 a"; strings.Join(got, ",") != want {
+		t.Errorf("plan = %s, want %s", strings.Join(got, ","), want)
+	}
+}
+
+func TestNextNeverInSession(t *testing.T) {
+	t.Parallel()
+	e := cronEntry(t, "0 17 * * *", newYork, newFakeMarket(nil, nil))
+	if _, err := e.Next(mustParse(t, "2026-03-02T10:00:00Z")); !errors.Is(err, ErrNoSlot) {
+		t.Errorf("Next: err = %v, want ErrNoSlot", err)
+	}
+}
+
+func TestCountBetween(t *testing.T) {
+	t.Parallel()
+	m := newFakeMarket(nil, nil)
+	tests := []struct {
+		name string
+		e    *Entry
+		a, b string
+		want int
+	}{
+		{"every", everyEntry(2 * time.Second), "2026-01-01T00:00:00Z", "2026-01-01T00:00:10Z", 4},
+		{"every adjacent", everyEntry(2 * time.Second), "2026-01-01T00:00:00Z", "2026-01-01T00:00:02Z", 0},
+		{"every a month", everyEntry(time.Second), "2026-01-01T00:00:00Z", "2026-02-01T00:00:00Z", 31*86400 - 1},
+		{"cron", cronEntry(t, "*/10 * * * *", time.UTC, nil), "2026-01-01T00:00:00Z", "2026-01-01T01:00:00Z", 5},
+		// Friday 15:58 to Monday 09:31: 15:59 Friday and 09:30 Monday.
+		{"market weekend", cronEntry(t, "* * * * *", newYork, m), "2026-03-06T15:58:00-05:00", "2026-03-09T09:31:00-04:00", 2},
+		{"empty", everyEntry(time.Second), "2026-01-01T00:00:10Z", "2026-01-01T00:00:00Z", 0},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := tc.e.CountBetween(mustParse(t, tc.a), mustParse(t, tc.b))
+			if err != nil || got != tc.want {
+				t.Errorf("CountBetween = %d, %v; want %d", got, err, tc.want)
+			}
+		})
+	}
+}
