@@ -10,8 +10,12 @@
 //	l.Set("waiting: %d tasks left", n) // drawn only if Interval has passed
 //	l.Finish("done in %s", d)          // always drawn, ends the line
 //
+// Nothing is drawn in the first Interval, so a command that is done by then
+// shows no progress.
+//
 // A Counter draws "LABEL: DONE/TOTAL (P%), R/s" on a Line from concurrent
-// Add calls; Counter.Finish ends it with the total and the mean rate.
+// Add calls; Counter.Finish ends it with the total and the mean rate, or, if
+// nothing was drawn yet, leaves it empty.
 package progress
 
 import (
@@ -48,22 +52,26 @@ type Line struct {
 	w        io.Writer
 	terminal bool
 	now      func() time.Time
-	last     time.Time // when the line was last drawn; zero before the first
-	drawn    bool      // something is on the line and not yet ended
+	last     time.Time // when the line was last drawn, or made
+	drawn    bool      // something is on the line
 	finished bool
 }
 
 // NewLine returns a Line writing to w; terminal says whether w is a
 // terminal (usually IsTerminal(w)). Pass false to turn it off.
 func NewLine(w io.Writer, terminal bool) *Line {
-	return &Line{w: w, terminal: terminal, now: time.Now}
+	return newLine(w, terminal, time.Now)
+}
+
+func newLine(w io.Writer, terminal bool, now func() time.Time) *Line {
+	return &Line{w: w, terminal: terminal, now: now, last: now()}
 }
 
 // Enabled reports whether the Line draws anything.
 func (l *Line) Enabled() bool { return l.terminal }
 
-// Set replaces the line's text, unless it was drawn less than Interval ago
-// (the first Set always draws). Nothing is drawn after Finish or Clear.
+// Set replaces the line's text, unless it was drawn (or made) less than
+// Interval ago. Nothing is drawn after Finish or Clear.
 func (l *Line) Set(format string, args ...any) {
 	if !l.terminal {
 		return
@@ -74,7 +82,7 @@ func (l *Line) Set(format string, args ...any) {
 		return
 	}
 	now := l.now()
-	if l.drawn && now.Sub(l.last) < Interval {
+	if now.Sub(l.last) < Interval {
 		return
 	}
 	l.last, l.drawn = now, true
@@ -142,10 +150,18 @@ func (c *Counter) Add(n int) {
 	c.line.Set("%s: %d/%d (%d%%), %s/s", c.label, done, c.total, percent(done, c.total), rate(done, elapsed))
 }
 
-// Finish ends the line with "LABEL: DONE/TOTAL in D (R/s)". Later calls do
-// nothing.
+// Finish ends the line with "LABEL: DONE/TOTAL in D (R/s)", or writes
+// nothing if the line was never drawn (all was done within Interval). Later
+// calls do nothing.
 func (c *Counter) Finish() {
 	if !c.line.terminal {
+		return
+	}
+	c.line.mu.Lock()
+	drawn := c.line.drawn
+	c.line.mu.Unlock()
+	if !drawn {
+		c.line.Clear()
 		return
 	}
 	c.mu.Lock()

@@ -32,9 +32,7 @@ func newTestLine(t *testing.T, terminal bool) (*Line, *bytes.Buffer, *fakeClock)
 	t.Helper()
 	var buf bytes.Buffer
 	clock := &fakeClock{t: time.Date(2030, 1, 2, 15, 4, 5, 0, time.UTC)}
-	l := NewLine(&buf, terminal)
-	l.now = clock.now
-	return l, &buf, clock
+	return newLine(&buf, terminal, clock.now), &buf, clock
 }
 
 func TestLine(t *testing.T) {
@@ -45,15 +43,29 @@ func TestLine(t *testing.T) {
 		want     string
 	}{
 		{
-			name:     "first set draws",
+			name:     "nothing in the first interval",
 			terminal: true,
-			steps:    func(l *Line, _ *fakeClock) { l.Set("a %d", 1) },
-			want:     eraseLine + "a 1",
+			steps: func(l *Line, c *fakeClock) {
+				l.Set("a")
+				c.advance(Interval - time.Millisecond)
+				l.Set("b")
+			},
+			want: "",
+		},
+		{
+			name:     "first set after the interval draws",
+			terminal: true,
+			steps: func(l *Line, c *fakeClock) {
+				c.advance(Interval)
+				l.Set("a %d", 1)
+			},
+			want: eraseLine + "a 1",
 		},
 		{
 			name:     "sets within the interval are dropped",
 			terminal: true,
 			steps: func(l *Line, c *fakeClock) {
+				c.advance(Interval)
 				l.Set("a")
 				c.advance(Interval / 2)
 				l.Set("b")
@@ -65,7 +77,8 @@ func TestLine(t *testing.T) {
 		{
 			name:     "finish always draws and ends the line once",
 			terminal: true,
-			steps: func(l *Line, _ *fakeClock) {
+			steps: func(l *Line, c *fakeClock) {
+				c.advance(Interval)
 				l.Set("a")
 				l.Finish("done %s", "x")
 				l.Finish("again")
@@ -76,7 +89,8 @@ func TestLine(t *testing.T) {
 		{
 			name:     "clear erases what was drawn",
 			terminal: true,
-			steps: func(l *Line, _ *fakeClock) {
+			steps: func(l *Line, c *fakeClock) {
+				c.advance(Interval)
 				l.Set("a")
 				l.Clear()
 				l.Set("late")
@@ -132,6 +146,17 @@ func TestCounter(t *testing.T) {
 		eraseLine + "enqueued: 1000/1000 in 2s (500/s)\n"
 	if got := buf.String(); got != want {
 		t.Errorf("output =\n%q\nwant\n%q", got, want)
+	}
+}
+
+func TestCounterDoneWithinInterval(t *testing.T) {
+	l, buf, clock := newTestLine(t, true)
+	c := NewCounter(l, "n", 3)
+	c.Add(3)
+	clock.advance(Interval / 2)
+	c.Finish()
+	if buf.Len() != 0 {
+		t.Errorf("a count done within the interval wrote %q", buf.String())
 	}
 }
 
