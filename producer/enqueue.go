@@ -13,6 +13,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/tickerq/tickerq/internal/cli"
+	"github.com/tickerq/tickerq/internal/progress"
 	"github.com/tickerq/tickerq/internal/queue"
 	"github.com/tickerq/tickerq/tasks"
 )
@@ -20,6 +21,11 @@ import (
 // maxFailureLines caps the per-symbol failure lines on stderr; the final
 // error line still counts them all.
 const maxFailureLines = 10
+
+// clockSkew is how far in the past --at may be and still be taken (to run
+// at once): the clocks of this host and of whoever chose the time may
+// differ a little.
+const clockSkew = 5 * time.Second
 
 type enqueueFlags struct {
 	queue    string
@@ -43,10 +49,15 @@ names each bad one, enqueues nothing and exits 2.
 
 It prints one line per task: ID<TAB>SYMBOL<TAB>QUEUE, or with --json one
 object per line: {"id":...,"symbol":...,"queue":...}. With --unique, a symbol
-that already has a task is skipped with a line on stderr.`,
+that already has a task is skipped with a line on stderr.
+
+On stderr it also says when delayed tasks (--in, --at) will run, warns when no
+running worker serves the queue (the tasks then wait until one does), and,
+when stderr is a terminal, shows the progress of a --file enqueue.`,
 		Example: `  producer enqueue GOOG msft BRK.B
   producer enqueue --queue critical --unique 1h --json GOOG
-  producer enqueue --file symbols.txt
+  producer enqueue --file examples/watchlist.txt
+  producer enqueue --at 2030-01-02T15:04:05Z --queue low GOOG
   cut -d, -f1 watchlist.csv | producer enqueue --file -`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return runEnqueue(cmd, g, &f, args)
@@ -55,7 +66,7 @@ that already has a task is skipped with a line on stderr.`,
 	fl := cmd.Flags()
 	fl.StringVar(&f.queue, "queue", queue.DefaultQueue, "queue to enqueue to")
 	fl.DurationVar(&f.in, "in", 0, "process after this delay, e.g. 90s (not with --at)")
-	fl.StringVar(&f.at, "at", "", "process at this RFC 3339 time, e.g. 2030-01-02T15:04:05Z (not with --in)")
+	fl.StringVar(&f.at, "at", "", "process at this RFC 3339 time, e.g. 2030-01-02T15:04:05Z; not more than "+clockSkew.String()+" in the past, for clock skew (not with --in)")
 	fl.DurationVar(&f.unique, "unique", 0, "skip a symbol that already has a task in the queue; the lock lasts this long (at least 1s)")
 	fl.IntVar(&f.maxRetry, "max-retry", 0, "retries before a failing job is archived (default from the task: 10)")
 	fl.DurationVar(&f.timeout, "timeout", 0, "time limit of one attempt, at least 1s (default from the task: 30s)")
@@ -66,7 +77,7 @@ that already has a task is skipped with a line on stderr.`,
 
 func runEnqueue(cmd *cobra.Command, g *globals, f *enqueueFlags, args []string) error {
 	// Check everything before touching Redis.
-	opts, err := f.options(cmd)
+	opts, runAt, err := f.options(cmd, time.Now())
 	if err != nil {
 		return err
 	}
@@ -94,7 +105,13 @@ func runEnqueue(cmd *cobra.Command, g *globals, f *enqueueFlags, args []string) 
 
 	ctx := cmd.Context()
 	start := time.Now()
-	results, enqErr := queue.Enqueue(ctx, client, symbols, opts, 0)
+	// Progress only for --file: a few symbols on the command line are
+	// done before anyone could read it.
+	errOut := cmd.ErrOrStderr()
+	line := progress.NewLine(errOut, f.file != "" && progress.IsTerminal(errOut))
+	counter := progress.NewCounter(line, "enqueue", len(symbols))
+	results, enqErr := queue.EnqueueEach(ctx, client, symbols, opts, 0, func(queue.Result) { counter.Add(1) })
+	counter.Finish()
 	enqueued, skipped := 0, 0
 	for _, r := range results {
 		switch {
@@ -105,10 +122,16 @@ func runEnqueue(cmd *cobra.Command, g *globals, f *enqueueFlags, args []string) 
 		}
 	}
 	e.log.Debug().Int("enqueued", enqueued).Int("skipped", skipped).Int("symbols", len(symbols)).
-		Dur("elapsed", time.Since(start)).Msg("enqueue done")
+		Dur("elapsed_ms", time.Since(start)).Msg("enqueue done")
 
-	if err := f.print(cmd.OutOrStdout(), cmd.ErrOrStderr(), results); err != nil {
+	if err := f.print(cmd.OutOrStdout(), errOut, results); err != nil {
 		return err
+	}
+	if enqueued > 0 {
+		if !runAt.IsZero() {
+			fmt.Fprintf(errOut, "producer: %s\n", runsAt(enqueued, runAt, time.Now()))
+		}
+		warnUnserved(e, errOut, f.queue)
 	}
 	if enqErr != nil {
 		return interrupted(ctx, enqErr)
@@ -116,32 +139,40 @@ func runEnqueue(cmd *cobra.Command, g *globals, f *enqueueFlags, args []string) 
 	return nil
 }
 
-// options turns the flags into asynq options, checking each.
-func (f *enqueueFlags) options(cmd *cobra.Command) ([]asynq.Option, error) {
+// options turns the flags into asynq options, checking each against now.
+// runAt is when delayed tasks (--in, --at) will run; zero if not delayed.
+func (f *enqueueFlags) options(cmd *cobra.Command, now time.Time) ([]asynq.Option, time.Time, error) {
+	var runAt time.Time
 	changed := cmd.Flags().Changed
 	if err := checkQueueName(f.queue); err != nil {
-		return nil, err
+		return nil, runAt, err
 	}
 	opts := []asynq.Option{asynq.Queue(f.queue)}
 	if changed("in") && changed("at") {
-		return nil, cli.Usagef("--in and --at cannot be used together")
+		return nil, runAt, cli.Usagef("--in and --at cannot be used together")
 	}
 	if changed("in") {
 		if f.in <= 0 {
-			return nil, cli.Usagef("--in %s: want a positive duration", f.in)
+			return nil, runAt, cli.Usagef("--in %s: want a positive duration", f.in)
 		}
 		opts = append(opts, asynq.ProcessIn(f.in))
+		runAt = now.Add(f.in)
 	}
 	if changed("at") {
 		at, err := time.Parse(time.RFC3339, f.at)
 		if err != nil {
-			return nil, cli.Usagef("--at %q: want an RFC 3339 time such as 2030-01-02T15:04:05Z", f.at)
+			return nil, runAt, cli.Usagef("--at %q: want an RFC 3339 time such as 2030-01-02T15:04:05Z", f.at)
+		}
+		if now.Sub(at) > clockSkew {
+			return nil, runAt, cli.Usagef("--at %s is in the past (now %s): want a future time (up to %s back is taken, for clock skew)",
+				f.at, now.Format(time.RFC3339), clockSkew)
 		}
 		opts = append(opts, asynq.ProcessAt(at))
+		runAt = at
 	}
 	if changed("unique") {
 		if f.unique < time.Second {
-			return nil, cli.Usagef("--unique %s: want at least 1s", f.unique)
+			return nil, runAt, cli.Usagef("--unique %s: want at least 1s", f.unique)
 		}
 		opts = append(opts, asynq.Unique(f.unique))
 	}
@@ -150,18 +181,18 @@ func (f *enqueueFlags) options(cmd *cobra.Command) ([]asynq.Option, error) {
 		// whether the error counts as a failure: with 0, a rate-limited job
 		// would be archived instead of retried after Retry-After.
 		if f.maxRetry < tasks.MinMaxRetry {
-			return nil, cli.Usagef("--max-retry %d: want at least %d, so a rate-limited (429) job can be retried", f.maxRetry, tasks.MinMaxRetry)
+			return nil, runAt, cli.Usagef("--max-retry %d: want at least %d, so a rate-limited (429) job can be retried", f.maxRetry, tasks.MinMaxRetry)
 		}
 		opts = append(opts, asynq.MaxRetry(f.maxRetry))
 	}
 	if changed("timeout") {
 		// asynq keeps whole seconds; anything under 1s would mean no timeout.
 		if f.timeout < time.Second {
-			return nil, cli.Usagef("--timeout %s: want at least 1s", f.timeout)
+			return nil, runAt, cli.Usagef("--timeout %s: want at least 1s", f.timeout)
 		}
 		opts = append(opts, asynq.Timeout(f.timeout))
 	}
-	return opts, nil
+	return opts, runAt, nil
 }
 
 // readSymbols returns the arguments followed by the symbols in --file.
@@ -225,4 +256,34 @@ type taskLine struct {
 	ID     string `json:"id"`
 	Symbol string `json:"symbol"`
 	Queue  string `json:"queue"`
+}
+
+// runsAt says when n delayed tasks will run: at, in local RFC 3339 time,
+// and how long from now.
+func runsAt(n int, at, now time.Time) string {
+	tasks := "1 task runs"
+	if n != 1 {
+		tasks = fmt.Sprintf("%d tasks run", n)
+	}
+	when := "now"
+	if d := at.Sub(now).Round(time.Second); d > 0 {
+		when = "in " + d.String()
+	}
+	return fmt.Sprintf("%s at %s (%s)", tasks, at.Local().Format(time.RFC3339), when)
+}
+
+// warnUnserved warns on errOut when no running worker serves queue, so the
+// tasks just enqueued would wait. It is only a warning: when the workers
+// cannot be listed, it says nothing (a debug log line says why).
+func warnUnserved(e env, errOut io.Writer, q string) {
+	inspector := asynq.NewInspector(e.redis)
+	defer inspector.Close()
+	servers, err := inspector.Servers()
+	if err != nil {
+		e.log.Debug().Err(err).Msg("could not list the running workers")
+		return
+	}
+	if w := queue.UnservedWarning(servers, q); w != "" {
+		fmt.Fprintf(errOut, "producer: warning: %s\n", w)
+	}
 }

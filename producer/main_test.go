@@ -219,6 +219,7 @@ func TestEnqueueUnique(t *testing.T) {
 	if r.code != 0 || strings.Count(r.stdout, "\n") != 2 {
 		t.Fatalf("exit %d, stdout %q: want 0 and 2 tasks", r.code, r.stdout)
 	}
+	r.stderr = withoutUnservedWarning(r.stderr) // no worker runs here
 	wantStderrLine(t, r, "skipped GOOG")
 	if out := mustRun(t, url, "", "stats", "--json"); !strings.Contains(out, `"pending":2,`) {
 		t.Errorf("stats --json = %q, want 2 pending", out)
