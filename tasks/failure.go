@@ -1,6 +1,7 @@
 package tasks
 
 import (
+	"context"
 	"errors"
 	"math/rand/v2"
 	"net/http"
@@ -21,8 +22,10 @@ const (
 	// Transient failures (5xx, timeouts, resets, database unavailable) are
 	// retried with exponential backoff and count as failures.
 	Transient
-	// RateLimited failures (429) are retried after the server's Retry-After
-	// and do not count as failures or use up a retry.
+	// RateLimited failures (429, or no permit from the RateLimiter: a
+	// ThrottledError) are retried after the server's Retry-After or the
+	// limiter's delay and do not count as failures or use up a retry.
+	// On a task's last attempt they are waited out instead (attemptWait).
 	RateLimited
 	// Permanent failures (unknown symbol, invalid quote, other 4xx, data the
 	// database rejects, bad payload) are archived at once.
@@ -66,6 +69,8 @@ func Classify(err error) Class {
 		errors.Is(err, ErrInvalidQuote),
 		errors.Is(err, ErrRejected):
 		return Permanent
+	case errors.As(err, new(*ThrottledError)):
+		return RateLimited
 	case errors.As(err, &status):
 		switch {
 		case status.Code == http.StatusTooManyRequests:
@@ -93,17 +98,64 @@ func IsFailure(err error) bool { return Classify(err) != RateLimited }
 // (doubling per retry, capped at 10 min) with up to 20% jitter.
 func RetryDelay(n int, err error, _ *asynq.Task) time.Duration {
 	if Classify(err) == RateLimited {
-		var status *StatusError
-		if errors.As(err, &status) && status.RetryAfter > 0 {
-			return status.RetryAfter
-		}
-		return DefaultRateLimitDelay
+		return rateLimitDelay(err)
 	}
 	d := backoffMax
 	if n < 20 {
 		d = min(backoffBase<<n, backoffMax)
 	}
 	return d + rand.N(d/5+1)
+}
+
+// rateLimitDelay is how long a rate-limited job waits: what the upstream's
+// Retry-After or the RateLimiter said, else DefaultRateLimitDelay.
+func rateLimitDelay(err error) time.Duration {
+	var status *StatusError
+	var throttled *ThrottledError
+	switch {
+	case errors.As(err, &throttled) && throttled.RetryAfter > 0:
+		return throttled.RetryAfter
+	case errors.As(err, &status) && status.RetryAfter > 0:
+		return status.RetryAfter
+	}
+	return DefaultRateLimitDelay
+}
+
+// upstreamPause reports a 429 whose Retry-After asks every worker to pause.
+func upstreamPause(err error) (time.Duration, bool) {
+	var status *StatusError
+	if errors.As(err, &status) && status.Code == http.StatusTooManyRequests && status.RetryAfter > 0 {
+		return status.RetryAfter, true
+	}
+	return 0, false
+}
+
+// MaxSlotWait bounds how long a job waits in its worker slot for a quote
+// permit or the end of an upstream pause; further away, it goes back to
+// asynq (a ThrottledError) and frees the slot.
+const MaxSlotWait = time.Second
+
+// lastAttemptReserve is what the last attempt keeps of its deadline for the
+// request and the write after waiting.
+const lastAttemptReserve = 5 * time.Second
+
+// attemptWait says how long this attempt may wait in its slot for a permit,
+// and whether it is the task's last allowed attempt. Waiting for the upstream
+// must never archive a task, but asynq archives a task that fails on its last
+// attempt before it asks IsFailure (processor.handleFailedMessage checks
+// Retried >= MaxRetry first), whatever the error. So the last attempt does
+// not return a rate-limited error while its deadline allows: it waits for the
+// permit or the pause in its slot, up to its deadline less a reserve, and
+// sends the request again.
+func attemptWait(ctx context.Context) (maxWait time.Duration, last bool) {
+	retried, ok1 := asynq.GetRetryCount(ctx)
+	maxRetry, ok2 := asynq.GetMaxRetry(ctx)
+	deadline, ok3 := ctx.Deadline()
+	if !ok1 || !ok2 || !ok3 || retried < maxRetry {
+		return MaxSlotWait, false
+	}
+	left := time.Until(deadline)
+	return max(MaxSlotWait, left-min(lastAttemptReserve, left/2)), true
 }
 
 // finish maps a handler error to what asynq must see: permanent failures

@@ -39,13 +39,18 @@ type QuoteFetchResult struct {
 // QuoteFetchHandler processes TypeQuoteFetch tasks: it fetches the quote,
 // writes it, and records a QuoteFetchResult.
 type QuoteFetchHandler struct {
-	quotes QuoteFetcher
-	store  PriceStore
+	quotes  QuoteFetcher
+	store   PriceStore
+	limiter RateLimiter
 }
 
 // NewQuoteFetchHandler returns a handler using quotes and store.
-func NewQuoteFetchHandler(quotes QuoteFetcher, store PriceStore) *QuoteFetchHandler {
-	return &QuoteFetchHandler{quotes: quotes, store: store}
+func NewQuoteFetchHandler(quotes QuoteFetcher, store PriceStore, opts ...HandlerOption) *QuoteFetchHandler {
+	h := &QuoteFetchHandler{quotes: quotes, store: store, limiter: noLimit{}}
+	for _, o := range opts {
+		o(h)
+	}
+	return h
 }
 
 // ProcessTask implements asynq.Handler. Permanent failures are returned
@@ -66,7 +71,7 @@ func (h *QuoteFetchHandler) process(ctx context.Context, t *asynq.Task) error {
 	if !ok {
 		return errors.New("no task id in context: the handler must run under an asynq server")
 	}
-	q, err := h.quotes.Quote(ctx, p.Symbol)
+	q, err := h.fetch(ctx, p.Symbol)
 	if err != nil {
 		return fmt.Errorf("fetch %s: %w", p.Symbol, err)
 	}

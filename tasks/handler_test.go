@@ -150,6 +150,23 @@ func (e *env) waitSettled(t *testing.T, queue, id string) *asynq.TaskInfo {
 	}
 }
 
+// waitFinished polls the task through its retries until it is neither
+// pending, active nor waiting to retry, and returns it.
+func (e *env) waitFinished(t *testing.T, queue, id string) *asynq.TaskInfo {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		info := e.waitSettled(t, queue, id)
+		if info.State != asynq.TaskStateRetry {
+			return info
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("task still waiting to retry after 30s (retried %d, last error %q)", info.Retried, info.LastErr)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
 // queueFailures returns the queue's failed counters: today's and in total.
 func (e *env) queueFailures(t *testing.T, queue string) (failed, total int) {
 	t.Helper()
@@ -525,18 +542,7 @@ func TestQuoteFetchRecovers(t *testing.T) {
 			e.startWorker(t, api.URL, queue, workerForward)
 			enq := e.enqueue(t, tc.symbol, queue, asynq.MaxRetry(tc.maxRetry))
 
-			var info *asynq.TaskInfo
-			deadline := time.Now().Add(30 * time.Second)
-			for {
-				info = e.waitSettled(t, queue, enq.ID)
-				if info.State != asynq.TaskStateRetry {
-					break
-				}
-				if time.Now().After(deadline) {
-					t.Fatalf("task still waiting to retry after 30s (retried %d, last error %q)", info.Retried, info.LastErr)
-				}
-				time.Sleep(50 * time.Millisecond)
-			}
+			info := e.waitFinished(t, queue, enq.ID)
 			e.checkStored(t, info, tc.symbol, "10.5")
 			if info.Retried != tc.wantRetried {
 				t.Errorf("retried %d times, want %d", info.Retried, tc.wantRetried)
