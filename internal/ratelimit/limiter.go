@@ -371,7 +371,7 @@ func (l *Limiter) Pause(ctx context.Context, d time.Duration) {
 	err := pauseScript.Run(ctx, l.rdb, []string{l.pauseKey}, d.Milliseconds(), l.pauseKey).Err()
 	l.obs.ObserveRedisCall("pause", err)
 	if err != nil {
-		l.log.Warn().Err(err).Dur("pause", d).Msg("rate limit: could not tell the other workers of the upstream's pause")
+		l.log.Warn().Err(err).Dur("pause_ms", d).Msg("rate limit: could not tell the other workers of the upstream's pause")
 	}
 }
 
