@@ -28,6 +28,7 @@ import (
 	"github.com/tickerq/tickerq/internal/middleware"
 	"github.com/tickerq/tickerq/internal/postgres"
 	"github.com/tickerq/tickerq/internal/quote"
+	"github.com/tickerq/tickerq/internal/ratelimit"
 	"github.com/tickerq/tickerq/tasks"
 )
 
@@ -47,7 +48,8 @@ On a signal it stops fetching, lets in-flight jobs finish (bounded by
 --shutdown-timeout) and exits 0.
 
 Environment: REDIS_URL, DATABASE_URL, DB_ROLE, QUOTE_API_URL, QUOTE_API_KEY,
-WORKER_CONCURRENCY, WORKER_QUEUES, ADMIN_ADDR, LOG_LEVEL, LOG_FORMAT.`,
+WORKER_CONCURRENCY, WORKER_QUEUES, ADMIN_ADDR, QUOTE_RATE_LIMIT, LOG_LEVEL,
+LOG_FORMAT.`,
 		Args: cobra.NoArgs,
 	}
 	cfg := config.BindWorker(cmd.Flags())
@@ -180,6 +182,16 @@ func run(ctx context.Context, cfg *config.Worker) error {
 		return cli.Usage(err)
 	}
 	defer quotes.Close()
+	// The upstream's rate limit and pauses, shared with every worker on
+	// this Redis for the same API URL and key.
+	limiter, err := ratelimit.Start(ctx, ratelimit.Config{
+		Redis: rdb, BaseURL: cfg.QuoteAPIURL, APIKey: string(cfg.QuoteAPIKey), Rate: cfg.QuoteRateLimit,
+		Observer: m, Logger: log,
+	})
+	if err != nil {
+		return err
+	}
+	defer limiter.Close() // after the handlers have stopped
 
 	if cfg.AdminAddr != "" {
 		checks := []admin.Check{
@@ -211,7 +223,7 @@ func run(ctx context.Context, cfg *config.Worker) error {
 	srv := asynq.NewServer(redisOpt, asynqCfg)
 	mux := asynq.NewServeMux()
 	mux.Use(middleware.Observe(log, m, reported))
-	mux.Handle(tasks.TypeQuoteFetch, tasks.NewQuoteFetchHandler(quotes, store))
+	mux.Handle(tasks.TypeQuoteFetch, tasks.NewQuoteFetchHandler(quotes, store, tasks.WithRateLimiter(limiter)))
 	if err := srv.Start(mux); err != nil {
 		return fmt.Errorf("start asynq server: %w", err)
 	}

@@ -16,6 +16,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/tickerq/tickerq/internal/cli"
+	"github.com/tickerq/tickerq/internal/ratelimit"
 	"github.com/tickerq/tickerq/tasks"
 )
 
@@ -73,12 +74,15 @@ func (s Secret) String() string {
 
 // Worker is the worker's configuration.
 type Worker struct {
-	RedisURL        string
-	DatabaseURL     string
-	DBRole          string
-	QuoteAPIURL     string
-	QuoteAPIKey     Secret
-	QuoteTimeout    time.Duration
+	RedisURL     string
+	DatabaseURL  string
+	DBRole       string
+	QuoteAPIURL  string
+	QuoteAPIKey  Secret
+	QuoteTimeout time.Duration
+	// QuoteRateLimit is the limit of quote requests shared by every worker
+	// on the same Redis, QUOTE_API_URL and key; zero: none.
+	QuoteRateLimit  ratelimit.Rate
 	Concurrency     int
 	Queues          map[string]int
 	AdminAddr       string
@@ -94,8 +98,9 @@ type Worker struct {
 	// address. Hidden flag.
 	Profiling bool
 
-	queues      string
-	concurrency string
+	queues         string
+	concurrency    string
+	quoteRateLimit string
 }
 
 // BindWorker registers the worker's flags on fs, with defaults taken from
@@ -117,6 +122,7 @@ func BindWorker(fs *pflag.FlagSet) *Worker {
 	fs.DurationVar(&w.ShutdownTimeout, "shutdown-timeout", DefaultShutdownTimeout, "on SIGTERM/SIGINT, how long in-flight jobs may run before they are handed back to the queue")
 	fs.StringVar(&w.AdminAddr, "admin-addr", w.AdminAddr, "address of /healthz, /readyz and /metrics; empty disables them ("+EnvAdminAddr+")")
 	fs.DurationVar(&w.QuoteTimeout, "quote-timeout", DefaultQuoteTimeout, "timeout of one quote API request")
+	fs.StringVar(&w.quoteRateLimit, "quote-rate-limit", cli.Env(EnvQuoteRateLimit, ""), "quote requests allowed across all workers sharing the Redis, API URL and key: N/s, N/m or N/h; empty = no limit ("+EnvQuoteRateLimit+")")
 	fs.BoolVar(&w.BenchOneTxPerJob, benchOneTxPerJobFlag, false, "benchmark only: write each job in a transaction of its own on a pool of concurrency+2 connections, not through the committer")
 	_ = fs.MarkHidden(benchOneTxPerJobFlag)
 	fs.BoolVar(&w.Profiling, "pprof", false, "serve Go's profiler under /debug/pprof/ on the admin address")
@@ -143,6 +149,9 @@ func (w *Worker) Finish() error {
 	if w.QuoteTimeout <= 0 {
 		return fmt.Errorf("%w: quote-timeout must be positive", ErrInvalid)
 	}
+	if w.QuoteRateLimit, err = ratelimit.ParseRate(w.quoteRateLimit); err != nil {
+		return fmt.Errorf("%w: %s: %w", ErrInvalid, EnvQuoteRateLimit, err)
+	}
 	return nil
 }
 
@@ -155,6 +164,7 @@ func (w *Worker) MarshalZerologObject(e *zerolog.Event) {
 		Str("quote_api_url", w.QuoteAPIURL).
 		Bool("quote_api_key_set", w.QuoteAPIKey != "").
 		Dur("quote_timeout_ms", w.QuoteTimeout).
+		Str("quote_rate_limit", w.QuoteRateLimit.String()).
 		Int("concurrency", w.Concurrency).
 		Str("queues", FormatQueues(w.Queues)).
 		Str("admin_addr", w.AdminAddr).

@@ -2,6 +2,7 @@ package config
 
 import (
 	"errors"
+	"strings"
 	"testing"
 
 	"github.com/spf13/pflag"
@@ -70,6 +71,40 @@ func TestRedactURL(t *testing.T) {
 	} {
 		if got := RedactURL(in); got != want {
 			t.Errorf("RedactURL(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+func TestWorkerQuoteRateLimit(t *testing.T) {
+	for _, tc := range []struct {
+		env, flag, want string
+		bad             bool
+	}{
+		{env: "", want: ""},
+		{env: "50/s", want: "50/s"},
+		{env: "50/s", flag: "10/m", want: "10/m"},
+		{env: "50", bad: true},
+		{env: "50/day", bad: true},
+		{env: "0/s", bad: true},
+	} {
+		t.Setenv("QUOTE_RATE_LIMIT", tc.env)
+		fs := pflag.NewFlagSet("worker", pflag.ContinueOnError)
+		w := BindWorker(fs)
+		var args []string
+		if tc.flag != "" {
+			args = []string{"--quote-rate-limit", tc.flag}
+		}
+		if err := fs.Parse(args); err != nil {
+			t.Fatal(err)
+		}
+		err := w.Finish()
+		switch {
+		case tc.bad:
+			if !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), "QUOTE_RATE_LIMIT") {
+				t.Errorf("QUOTE_RATE_LIMIT=%q: Finish = %v; want ErrInvalid naming QUOTE_RATE_LIMIT", tc.env, err)
+			}
+		case err != nil || w.QuoteRateLimit.String() != tc.want:
+			t.Errorf("QUOTE_RATE_LIMIT=%q --quote-rate-limit=%q: %q, %v; want %q", tc.env, tc.flag, w.QuoteRateLimit, err, tc.want)
 		}
 	}
 }

@@ -22,6 +22,7 @@ const (
 	EnvWorkerConcurrency = "WORKER_CONCURRENCY"
 	EnvWorkerQueues      = "WORKER_QUEUES"
 	EnvAdminAddr         = "ADMIN_ADDR"
+	EnvQuoteRateLimit    = "QUOTE_RATE_LIMIT"
 	EnvUIAddr            = "UI_ADDR"
 	EnvLogLevel          = "LOG_LEVEL"
 	EnvLogFormat         = "LOG_FORMAT"
@@ -40,7 +41,7 @@ var (
 	// WorkerEnv is read by `worker`.
 	WorkerEnv = []string{
 		EnvRedisURL, EnvDatabaseURL, EnvDBRole, EnvQuoteAPIURL, EnvQuoteAPIKey,
-		EnvWorkerConcurrency, EnvWorkerQueues, EnvAdminAddr, EnvLogLevel, EnvLogFormat,
+		EnvWorkerConcurrency, EnvWorkerQueues, EnvAdminAddr, EnvQuoteRateLimit, EnvLogLevel, EnvLogFormat,
 	}
 	// MigrateEnv is read by `worker migrate`.
 	MigrateEnv = []string{EnvDatabaseURL, EnvDBRole, EnvLogLevel, EnvLogFormat}

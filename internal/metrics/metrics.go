@@ -1,7 +1,9 @@
 // Package metrics defines tickerq's Prometheus metrics on a registry of its
 // own: jobs by type and outcome, job duration, quote-call duration, the
 // group-committed writes (rows per batch, flush duration, commit wait,
-// rejected rows) and the Postgres pool's statistics.
+// rejected rows), the shared quote rate limit (permits, waits, put-back
+// jobs, upstream pauses, its Redis calls) and the Postgres pool's
+// statistics.
 package metrics
 
 import (
@@ -29,6 +31,12 @@ type Metrics struct {
 	flushDuration *prometheus.HistogramVec
 	commitWait    prometheus.Histogram
 	rejectedRows  prometheus.Counter
+
+	permits      prometheus.Counter
+	limitWait    prometheus.Histogram
+	throttled    *prometheus.CounterVec
+	pauses       *prometheus.CounterVec
+	limiterCalls *prometheus.CounterVec
 }
 
 // DB is what the metrics read of the database handle.
@@ -76,9 +84,31 @@ func New(db DB) *Metrics {
 			Name: "tickerq_pg_rows_rejected_total",
 			Help: "Rows the database refused for their data, found one by one after their batch was rejected; only their own jobs fail.",
 		}),
+		permits: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "tickerq_ratelimit_permits_total",
+			Help: "Quote API permits this worker got from the shared rate limit (QUOTE_RATE_LIMIT).",
+		}),
+		limitWait: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "tickerq_ratelimit_wait_seconds",
+			Help:    "Time a job waited in its worker slot for a permit or the end of an upstream pause before sending; its count is the number of such waits.",
+			Buckets: prometheus.ExponentialBuckets(0.001, 2, 16), // 1 ms .. 32 s
+		}),
+		throttled: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tickerq_ratelimit_throttled_total",
+			Help: "Jobs put back in the queue to wait for their turn (reason rate) or an upstream pause (reason pause); not failures.",
+		}, []string{"reason"}),
+		pauses: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tickerq_ratelimit_upstream_pauses_total",
+			Help: "Upstream pauses: 429s with Retry-After this worker received (source response), and pauses other workers announced that extended this one's (source peer).",
+		}, []string{"source"}),
+		limiterCalls: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tickerq_ratelimit_redis_calls_total",
+			Help: "Redis calls the rate limiter made, by operation (allow, book, pause, refresh) and result (ok, error).",
+		}, []string{"op", "result"}),
 	}
 	m.registry.MustRegister(m.jobs, m.jobDuration, m.quoteDuration,
 		m.batchRows, m.flushDuration, m.commitWait, m.rejectedRows,
+		m.permits, m.limitWait, m.throttled, m.pauses, m.limiterCalls,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	if db != nil {
 		m.registry.MustRegister(pgxpoolprometheus.NewCollector(db, nil),
@@ -124,6 +154,40 @@ func (m *Metrics) ObserveCommitWait(d time.Duration) { m.commitWait.Observe(d.Se
 // ObserveRejectedRow counts a row refused for its data
 // (postgres.BatchObserver).
 func (m *Metrics) ObserveRejectedRow() { m.rejectedRows.Inc() }
+
+// ObservePermits counts permits granted (ratelimit.Observer).
+func (m *Metrics) ObservePermits(n int) { m.permits.Add(float64(n)) }
+
+// ObserveWait records a job's wait in its slot (ratelimit.Observer).
+func (m *Metrics) ObserveWait(d time.Duration) { m.limitWait.Observe(d.Seconds()) }
+
+// ObserveThrottled counts a job put back (ratelimit.Observer).
+func (m *Metrics) ObserveThrottled(paused bool) {
+	reason := "rate"
+	if paused {
+		reason = "pause"
+	}
+	m.throttled.WithLabelValues(reason).Inc()
+}
+
+// ObservePause counts an upstream pause (ratelimit.Observer).
+func (m *Metrics) ObservePause(fromPeer bool) {
+	source := "response"
+	if fromPeer {
+		source = "peer"
+	}
+	m.pauses.WithLabelValues(source).Inc()
+}
+
+// ObserveRedisCall counts one of the limiter's Redis calls
+// (ratelimit.Observer).
+func (m *Metrics) ObserveRedisCall(op string, err error) {
+	result := "ok"
+	if err != nil {
+		result = "error"
+	}
+	m.limiterCalls.WithLabelValues(op, result).Inc()
+}
 
 // RegisterCommitter adds a gauge of the rows the committer holds.
 func (m *Metrics) RegisterCommitter(pending func() int) {
