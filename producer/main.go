@@ -55,7 +55,7 @@ Exit codes: 0 success, 1 runtime failure, 2 bad usage or invalid input.`,
 		CompletionOptions: cobra.CompletionOptions{DisableDefaultCmd: true},
 	}
 	cmd.PersistentFlags().StringVar(&g.redisURL, "redis-url", "", "Redis to use; overrides REDIS_URL")
-	cmd.AddCommand(enqueueCmd(&g), statsCmd(&g), waitCmd(&g), uiCmd(&g), sessionsCmd(&g))
+	cmd.AddCommand(enqueueCmd(&g), statsCmd(&g), waitCmd(&g), uiCmd(&g), sessionsCmd(&g), scheduleCmd(&g))
 	return cmd
 }
 

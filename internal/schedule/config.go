@@ -45,7 +45,7 @@ type MarketLookup func(code string) (Market, error)
 
 // Config is a checked schedule file.
 type Config struct {
-	Path    string  // the file it was read from
+	Path    string   // the file it was read from
 	Files   []string // symbol files the entries reference, absolute
 	Entries []*Entry
 }

@@ -116,9 +116,7 @@ func (r *Runner) Run(ctx context.Context, cfg *Config, reload <-chan *Config) er
 		select {
 		case <-ctx.Done():
 			return nil
-		case c := <-reload:
-			cfg = c
-			r.Log.Info().Int("schedules", len(cfg.Entries)).Msg("schedule reloaded")
+		case cfg = <-reload:
 		case <-r.Clock.After(wake.Sub(now)):
 		}
 	}

@@ -63,6 +63,7 @@ func (rl *Reloader) Run(ctx context.Context, current *Config, hup <-chan os.Sign
 			return
 		}
 		track(cfg)
+		rl.Log.Info().Str("trigger", why).Int("schedules", len(cfg.Entries)).Msg("schedule file reloaded")
 		select {
 		case out <- cfg:
 		case <-ctx.Done():

@@ -1,0 +1,248 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	stdlog "log"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
+	"github.com/spf13/cobra"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/tickerq/tickerq/internal/calendar"
+	"github.com/tickerq/tickerq/internal/cli"
+	"github.com/tickerq/tickerq/internal/schedule"
+)
+
+// Timeouts of `producer schedule`.
+const (
+	schedulePingTimeout     = 5 * time.Second
+	scheduleMetricsShutdown = 5 * time.Second
+)
+
+type scheduleFlags struct {
+	config      string
+	dryRun      bool
+	from        string
+	count       int
+	json        bool
+	metricsAddr string
+}
+
+func scheduleCmd(g *globals) *cobra.Command {
+	var f scheduleFlags
+	cmd := &cobra.Command{
+		Use:   "schedule --config FILE [--dry-run [--from RFC3339] [--count N] [--json]]",
+		Short: "Enqueue the entries of a schedule file at their slots",
+		Long: `schedule runs until SIGINT or SIGTERM and, at each slot of each entry of the
+YAML file --config, enqueues one quote-fetch task per symbol, with the id
+sched:NAME:SYMBOL:UNIX. Any number of replicas may run on the same file and
+Redis: each (entry, symbol, slot) is enqueued exactly once. A slot more than
+one interval late (all replicas were down) is skipped and counted. A task
+still waiting when its entry's next slot comes is dropped by the worker.
+
+Completed tasks keep their result for the entry's retention (default 5m).
+The file is reloaded on SIGHUP and when it or a symbols file changes; an
+invalid file on reload is logged and the running schedule kept. Each firing
+logs one line with the counts enqueued, already_enqueued, skipped and errors.
+
+With --dry-run it enqueues nothing and needs no Redis: it prints the next
+--count firings at or after --from, one per line RFC3339<TAB>NAME<TAB>N
+(N symbols), or with --json {"at":...,"schedule":...,"symbols":[...]}.`,
+		Example: `  producer schedule --config examples/schedule.yaml
+  producer schedule --config examples/schedule.yaml --dry-run --from 2027-01-15T09:00:00-05:00 --count 20
+  producer schedule --config examples/schedule.yaml --metrics-addr 127.0.0.1:9091`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return runSchedule(cmd, g, &f)
+		},
+	}
+	fl := cmd.Flags()
+	fl.StringVar(&f.config, "config", "", "the schedule file (YAML)")
+	fl.BoolVar(&f.dryRun, "dry-run", false, "print the next firings instead of enqueueing")
+	fl.StringVar(&f.from, "from", "", "with --dry-run: start at this RFC 3339 time (default now)")
+	fl.IntVar(&f.count, "count", 10, "with --dry-run: how many firings to print")
+	fl.BoolVar(&f.json, "json", false, "with --dry-run: print one JSON object per firing")
+	fl.StringVar(&f.metricsAddr, "metrics-addr", "", "serve Prometheus /metrics on this host:port (off by default)")
+	return cmd
+}
+
+func runSchedule(cmd *cobra.Command, g *globals, f *scheduleFlags) error {
+	changed := cmd.Flags().Changed
+	if f.config == "" {
+		return cli.Usagef("--config: want the schedule file")
+	}
+	if !f.dryRun {
+		for _, name := range []string{"from", "count", "json"} {
+			if changed(name) {
+				return cli.Usagef("--%s: only with --dry-run", name)
+			}
+		}
+	}
+	if f.dryRun && changed("metrics-addr") {
+		return cli.Usagef("--metrics-addr: not with --dry-run")
+	}
+	if f.metricsAddr != "" {
+		if _, _, err := net.SplitHostPort(f.metricsAddr); err != nil {
+			return cli.Usagef("--metrics-addr %q: want host:port", f.metricsAddr)
+		}
+	}
+	cfg, err := schedule.Load(f.config, lookupMarket)
+	if err != nil {
+		return cli.Usage(err)
+	}
+	if f.dryRun {
+		return dryRun(cmd.OutOrStdout(), cfg, f, changed("from"))
+	}
+
+	e, err := g.load(cmd)
+	if err != nil {
+		return err
+	}
+	// Ask for SIGHUP before anything slow: its default would kill us.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+
+	rdb, ok := e.redis.MakeRedisClient().(redis.UniversalClient)
+	if !ok {
+		return errors.New("redis: unexpected client type")
+	}
+	defer rdb.Close()
+	ctx := cmd.Context()
+	pingCtx, cancel := context.WithTimeout(ctx, schedulePingTimeout)
+	err = rdb.Ping(pingCtx).Err()
+	cancel()
+	if err != nil {
+		return interrupted(ctx, fmt.Errorf("connect to redis: %w", err))
+	}
+	client := asynq.NewClientFromRedisClient(rdb)
+
+	runner := &schedule.Runner{Client: client, Redis: rdb, Log: e.log, Clock: schedule.SystemClock{}}
+	var metrics *schedule.Metrics
+	if f.metricsAddr != "" {
+		metrics = schedule.NewMetrics()
+		runner.Observer = metrics
+	}
+	e.log.Info().Str("config", cfg.Path).Int("schedules", len(cfg.Entries)).Msg("schedule started")
+
+	g2, gctx := errgroup.WithContext(ctx)
+	if metrics != nil {
+		ln, err := net.Listen("tcp", f.metricsAddr)
+		if err != nil {
+			return fmt.Errorf("listen on %s: %w", f.metricsAddr, err)
+		}
+		e.log.Info().Str("addr", ln.Addr().String()).Msg("metrics server listening")
+		mux := http.NewServeMux()
+		mux.Handle("/metrics", metrics.Handler())
+		srv := &http.Server{
+			Handler:           mux,
+			ReadHeaderTimeout: 10 * time.Second,
+			ErrorLog:          stdlog.New(e.log.With().Str("component", "http").Logger(), "", 0),
+		}
+		g2.Go(func() error {
+			if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+				return fmt.Errorf("serve metrics: %w", err)
+			}
+			return nil
+		})
+		g2.Go(func() error {
+			<-gctx.Done()
+			sctx, cancel := context.WithTimeout(context.Background(), scheduleMetricsShutdown)
+			defer cancel()
+			return srv.Shutdown(sctx)
+		})
+	}
+	reloads := make(chan *schedule.Config)
+	rl := &schedule.Reloader{Path: f.config, Markets: lookupMarket, Log: e.log}
+	g2.Go(func() error { return rl.Run(gctx, cfg, hup, reloads) })
+	g2.Go(func() error {
+		err := runner.Run(gctx, cfg, reloads)
+		if err == nil && ctx.Err() == nil {
+			err = errors.New("schedule runner stopped")
+		}
+		return err
+	})
+	err = g2.Wait()
+	e.log.Info().Msg("schedule stopped")
+	if ctx.Err() != nil {
+		return nil // SIGINT or SIGTERM: a clean stop
+	}
+	return err
+}
+
+// dryRun prints the next firings.
+func dryRun(out io.Writer, cfg *schedule.Config, f *scheduleFlags, fromSet bool) error {
+	from := time.Now()
+	if fromSet {
+		t, err := time.Parse(time.RFC3339, f.from)
+		if err != nil {
+			return cli.Usagef("--from %q: want an RFC 3339 time such as 2027-01-15T09:00:00-05:00", f.from)
+		}
+		from = t
+	}
+	if f.count < 1 {
+		return cli.Usagef("--count %d: want at least 1", f.count)
+	}
+	plan, err := schedule.Plan(cfg, from, f.count)
+	if err != nil {
+		if errors.Is(err, calendar.ErrOutOfRange) || errors.Is(err, schedule.ErrNoSlot) {
+			return cli.Usage(err)
+		}
+		return err
+	}
+	w := bufio.NewWriter(out)
+	enc := json.NewEncoder(w)
+	for _, p := range plan {
+		at := p.At.Format(time.RFC3339)
+		if f.json {
+			if err := enc.Encode(firingLine{At: at, Schedule: p.Entry.Name, Symbols: p.Entry.Symbols}); err != nil {
+				return fmt.Errorf("write output: %w", err)
+			}
+			continue
+		}
+		fmt.Fprintf(w, "%s\t%s\t%d\n", at, p.Entry.Name, len(p.Entry.Symbols))
+	}
+	if err := w.Flush(); err != nil {
+		return fmt.Errorf("write output: %w", err)
+	}
+	return nil
+}
+
+// firingLine is one line of `schedule --dry-run --json`.
+type firingLine struct {
+	At       string   `json:"at"`
+	Schedule string   `json:"schedule"`
+	Symbols  []string `json:"symbols"`
+}
+
+// lookupMarket gives the schedule the exchange calendars of internal/calendar.
+func lookupMarket(code string) (schedule.Market, error) {
+	x, err := calendar.Lookup(code)
+	if err != nil {
+		return nil, err
+	}
+	return exchangeMarket{x}, nil
+}
+
+// exchangeMarket adapts a calendar.Exchange to schedule.Market.
+type exchangeMarket struct{ x *calendar.Exchange }
+
+func (m exchangeMarket) Session(t time.Time) (open, closing time.Time, err error) {
+	s, err := m.x.NextSession(t)
+	if err != nil {
+		return time.Time{}, time.Time{}, err
+	}
+	return s.Open, s.Close, nil
+}

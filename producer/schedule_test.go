@@ -1,0 +1,167 @@
+package main
+
+import (
+	"bufio"
+	"encoding/json"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/tickerq/tickerq/internal/testenv"
+)
+
+// scheduleFile writes yaml to a schedule file of its own and returns its path.
+func scheduleFile(t *testing.T, yaml string) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "schedule.yaml")
+	if err := os.WriteFile(path, []byte(yaml), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+const everyYAML = "schedules:\n  - name: fast\n    every: 20s\n    symbols: [goog, MSFT]\n  - name: slow\n    every: 1m\n    symbols: [AAPL]\n    timezone: Asia/Tokyo\n"
+
+func TestScheduleUsageErrors(t *testing.T) {
+	t.Parallel()
+	cfg := scheduleFile(t, everyYAML)
+	tests := []struct {
+		args []string
+		want string
+	}{
+		{[]string{"schedule"}, "--config: want the schedule file"},
+		{[]string{"schedule", "--config", cfg, "--from", "2027-01-01T00:00:00Z"}, "--from: only with --dry-run"},
+		{[]string{"schedule", "--config", cfg, "--json"}, "--json: only with --dry-run"},
+		{[]string{"schedule", "--config", cfg, "--dry-run", "--from", "tomorrow"}, `--from "tomorrow": want an RFC 3339 time`},
+		{[]string{"schedule", "--config", cfg, "--dry-run", "--count", "0"}, "--count 0: want at least 1"},
+		{[]string{"schedule", "--config", cfg, "--dry-run", "--metrics-addr", "127.0.0.1:0"}, "--metrics-addr: not with --dry-run"},
+		{[]string{"schedule", "--config", cfg, "--metrics-addr", "nope"}, `--metrics-addr "nope": want host:port`},
+		{[]string{"schedule", "--config", filepath.Join(t.TempDir(), "missing.yaml")}, "no such file"},
+		{[]string{"schedule", "--config", cfg, "extra"}, "unknown command"},
+	}
+	for _, tc := range tests {
+		r := run(t, "redis://127.0.0.1:1/0", "", tc.args...)
+		if r.code != 2 || !strings.Contains(r.stderr, tc.want) {
+			t.Errorf("producer %v: exit %d, stderr %q; want 2 and %q", tc.args[1:], r.code, r.stderr, tc.want)
+		}
+	}
+}
+
+func TestScheduleDryRun(t *testing.T) {
+	t.Parallel()
+	cfg := scheduleFile(t, everyYAML)
+	// No Redis listens on port 1: a dry run must not need one.
+	r := run(t, "redis://127.0.0.1:1/0", "", "schedule", "--config", cfg, "--dry-run", "--from", "2027-01-15T09:00:00Z", "--count", "5")
+	if r.code != 0 {
+		t.Fatalf("exit %d: %s", r.code, r.stderr)
+	}
+	want := "2027-01-15T09:00:00Z\tfast\t2\n" +
+		"2027-01-15T18:00:00+09:00\tslow\t1\n" +
+		"2027-01-15T09:00:20Z\tfast\t2\n" +
+		"2027-01-15T09:00:40Z\tfast\t2\n" +
+		"2027-01-15T09:01:00Z\tfast\t2\n"
+	if r.stdout != want {
+		t.Errorf("stdout:\n%s\nwant:\n%s", r.stdout, want)
+	}
+	r = run(t, "redis://127.0.0.1:1/0", "", "schedule", "--config", cfg, "--dry-run", "--from", "2027-01-15T09:00:10Z", "--count", "1", "--json")
+	if want := `{"at":"2027-01-15T09:00:20Z","schedule":"fast","symbols":["GOOG","MSFT"]}` + "\n"; r.code != 0 || r.stdout != want {
+		t.Errorf("--json: exit %d, stdout %q, want %q (stderr %s)", r.code, r.stdout, want, r.stderr)
+	}
+}
+
+// logWatcher collects a running producer's stderr lines.
+type logWatcher struct {
+	mu    sync.Mutex
+	lines []map[string]any
+}
+
+func (w *logWatcher) read(r io.Reader) {
+	sc := bufio.NewScanner(r)
+	for sc.Scan() {
+		var m map[string]any
+		if json.Unmarshal(sc.Bytes(), &m) == nil {
+			w.mu.Lock()
+			w.lines = append(w.lines, m)
+			w.mu.Unlock()
+		}
+	}
+}
+
+// wait returns the first line with message msg, waiting up to timeout.
+func (w *logWatcher) wait(t *testing.T, msg string, timeout time.Duration) map[string]any {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for time.Now().Before(deadline) {
+		w.mu.Lock()
+		for _, m := range w.lines {
+			if m["message"] == msg {
+				w.mu.Unlock()
+				return m
+			}
+		}
+		w.mu.Unlock()
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatalf("no log line %q within %s", msg, timeout)
+	return nil
+}
+
+// TestScheduleRunSighupMetrics runs the schedule against Redis: it fires,
+// reloads on SIGHUP, serves its counters on --metrics-addr and exits 0 on
+// SIGTERM.
+func TestScheduleRunSighupMetrics(t *testing.T) {
+	t.Parallel()
+	cfg := scheduleFile(t, "schedules:\n  - name: tick\n    every: 1s\n    symbols: [GOOG, MSFT, AAPL]\n")
+	cmd := command(t, testenv.RedisURL(t), []string{"LOG_FORMAT=json"}, "schedule", "--config", cfg, "--metrics-addr", "127.0.0.1:0")
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	w := &logWatcher{}
+	read := make(chan struct{})
+	go func() {
+		w.read(stderr)
+		close(read)
+	}()
+
+	addr := w.wait(t, "metrics server listening", 10*time.Second)["addr"].(string)
+	fired := w.wait(t, "schedule fired", 10*time.Second)
+	if fired["schedule"] != "tick" || fired["enqueued"] != 3.0 || fired["already_enqueued"] != 0.0 || fired["skipped"] != 0.0 {
+		t.Errorf("firing line %v", fired)
+	}
+	if err := cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	if m := w.wait(t, "schedule file reloaded", 10*time.Second); m["trigger"] != "sighup" {
+		t.Errorf("reload line %v: want trigger sighup", m)
+	}
+
+	resp, err := http.Get("http://" + addr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{`tickerq_schedule_enqueued_total{schedule="tick"} `, `tickerq_schedule_already_enqueued_total{schedule="tick"} 0`, `tickerq_schedule_skipped_total{schedule="tick"} 0`} {
+		if !strings.Contains(string(body), want) {
+			t.Errorf("/metrics lacks %q:\n%s", want, body)
+		}
+	}
+
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	<-read
+	if err := cmd.Wait(); err != nil {
+		t.Errorf("exit after SIGTERM: %v, want 0", err)
+	}
+}
