@@ -7,6 +7,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"log"
@@ -44,6 +45,7 @@ type config struct {
 	unknown   string
 	apiKey    string
 	seed      uint64
+	script    string
 }
 
 // run executes the command line and returns the process exit code.
@@ -54,7 +56,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		Short: "Serve a local Finnhub-compatible quote API",
 		Long: `quoteserver serves GET /api/v1/quote?symbol=SYM with deterministic prices
 per symbol, plus knobs for tests and demos. A request may add ?delay=3s
-(or ?delay=3, seconds) to be answered late.
+(or ?delay=3, seconds) to be answered late. GET /stats answers the request
+counters as JSON: by status, per tenth of a second, and the busiest second.
 
 Environment: QUOTE_API_KEY (default for --api-key), LOG_LEVEL, LOG_FORMAT.`,
 		Args: func(_ *cobra.Command, args []string) error {
@@ -78,6 +81,7 @@ Environment: QUOTE_API_KEY (default for --api-key), LOG_LEVEL, LOG_FORMAT.`,
 	f.StringVar(&cfg.unknown, "unknown", quotesim.DefaultUnknown, "comma-separated symbols answered as unknown (c=0, t=0)")
 	f.StringVar(&cfg.apiKey, "api-key", "", "required X-Finnhub-Token value (default $QUOTE_API_KEY; empty = no auth)")
 	f.Uint64Var(&cfg.seed, "seed", 0, "seed of the random source behind --error-rate")
+	f.StringVar(&cfg.script, "script", "", "answers for the first requests, STATUS[:RETRY_AFTER_SECONDS][*COUNT],...: e.g. 500,429:1 or 200*100,429:5")
 	cmd.SetOut(stdout)
 	return cli.Execute(ctx, cmd, args, stderr)
 }
@@ -104,18 +108,34 @@ func serve(ctx context.Context, cfg config, stderr io.Writer) error {
 		}
 	}
 
-	handler, err := quotesim.New(quotesim.Options{
+	script, err := quotesim.ParseScript(cfg.script)
+	if err != nil {
+		return cli.Usage(fmt.Errorf("--script: %w", err))
+	}
+	sim, err := quotesim.New(quotesim.Options{
 		Latency:   cfg.latency,
 		ErrorRate: cfg.errorRate,
 		Seed:      cfg.seed,
 		RPS:       cfg.rps,
 		Unknown:   unknown,
 		APIKey:    cfg.apiKey,
+		Script:    script,
 		Logger:    logger,
 	})
 	if err != nil {
 		return cli.Usage(err)
 	}
+	handler := http.NewServeMux()
+	handler.Handle(quotesim.Path, sim)
+	handler.HandleFunc("GET /stats", func(w http.ResponseWriter, _ *http.Request) {
+		st := sim.Stats()
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(struct {
+			quotesim.Stats
+			BusiestSecond uint64
+		}{st, st.BusiestSecond()})
+	})
+	handler.Handle("/", sim) // its 404s and 405s
 
 	var lc net.ListenConfig
 	ln, err := lc.Listen(ctx, "tcp", cfg.addr)
@@ -136,6 +156,7 @@ func serve(ctx context.Context, cfg config, stderr io.Writer) error {
 		Strs("unknown", unknown).
 		Bool("api_key", cfg.apiKey != "").
 		Uint64("seed", cfg.seed).
+		Int("script_steps", len(script)).
 		Msg("quoteserver listening")
 
 	errc := make(chan error, 1)

@@ -7,9 +7,12 @@
 // answered 500, a requests-per-second limit answered 429 with Retry-After,
 // symbols answered with Finnhub's unknown-symbol quote, and an API key.
 //
+// A script, when set, answers the first requests with given statuses, in
+// arrival order (for instance a 500, then a 429 with Retry-After: 1).
+//
 // Each request goes through these checks in order: path and method (404,
-// 405), API key (401), rate limit (429), symbol and delay parameters (400),
-// latency and delay, error rate (500), then the answer (200).
+// 405), API key (401), script, rate limit (429), symbol and delay parameters
+// (400), latency and delay, error rate (500), then the answer (200).
 package quotesim
 
 import (
@@ -22,6 +25,7 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -74,9 +78,58 @@ type Options struct {
 	// Now is the clock for quote times and the rate limit; nil means
 	// time.Now.
 	Now func() time.Time
+	// Script answers the first len(Script) requests that pass the API key
+	// check, one step each in arrival order; see ParseScript.
+	Script []Step
 	// Logger receives one debug event per request; the zero value logs
 	// nothing. The API key is never logged.
 	Logger zerolog.Logger
+}
+
+// Step is one scripted answer: Status (a 200 step serves the request as
+// usual), with a Retry-After header of RetryAfter whole seconds when set.
+type Step struct {
+	Status     int
+	RetryAfter time.Duration
+}
+
+// ParseScript parses a comma-separated script of steps STATUS[:SECONDS][*COUNT]:
+// "500,429:1" answers the first request 500 and the second 429 with
+// Retry-After: 1; "200*100,429:5" serves 100 requests, then answers one 429
+// with Retry-After: 5.
+func ParseScript(s string) ([]Step, error) {
+	var steps []Step
+	for _, item := range strings.Split(s, ",") {
+		item = strings.TrimSpace(item)
+		if item == "" {
+			continue
+		}
+		spec, count, hasCount := strings.Cut(item, "*")
+		n := 1
+		if hasCount {
+			var err error
+			if n, err = strconv.Atoi(count); err != nil || n < 1 || n > 1_000_000 {
+				return nil, fmt.Errorf("%w: script step %q: count must be a whole number from 1 to 1000000", ErrInvalidOptions, item)
+			}
+		}
+		code, secs, hasSecs := strings.Cut(spec, ":")
+		status, err := strconv.Atoi(code)
+		if err != nil || status < 200 || status > 599 {
+			return nil, fmt.Errorf("%w: script step %q: want an HTTP status from 200 to 599", ErrInvalidOptions, item)
+		}
+		step := Step{Status: status}
+		if hasSecs {
+			sec, err := strconv.Atoi(secs)
+			if err != nil || sec < 0 || sec > 3600 {
+				return nil, fmt.Errorf("%w: script step %q: Retry-After must be whole seconds from 0 to 3600", ErrInvalidOptions, item)
+			}
+			step.RetryAfter = time.Duration(sec) * time.Second
+		}
+		for range n {
+			steps = append(steps, step)
+		}
+	}
+	return steps, nil
 }
 
 // Quote is the Finnhub quote answer. D and DP are null in the unknown-symbol
@@ -101,6 +154,35 @@ type Stats struct {
 	// Canceled counts requests whose client went away during the delay;
 	// they get no answer.
 	Canceled uint64
+	// Ticks counts requests per tenth of a second, over the last hour, in
+	// time order; tenths without requests are absent.
+	Ticks []Tick
+	// Scripted holds when each scripted answer other than 200 was sent.
+	Scripted []time.Time
+}
+
+// Tick is the number of requests that arrived in the tenth of a second
+// starting At.
+type Tick struct {
+	At       time.Time
+	Requests uint64
+}
+
+// BusiestSecond is the most requests that arrived within any one second
+// (ten consecutive ticks).
+func (st Stats) BusiestSecond() uint64 {
+	var best uint64
+	for i, t := range st.Ticks {
+		var sum uint64
+		for _, u := range st.Ticks[i:] {
+			if u.At.Sub(t.At) >= time.Second {
+				break
+			}
+			sum += u.Requests
+		}
+		best = max(best, sum)
+	}
+	return best
 }
 
 // Server is the quote API. It is an http.Handler, safe for concurrent use.
@@ -116,7 +198,16 @@ type Server struct {
 	requests atomic.Uint64
 	canceled atomic.Uint64
 	byStatus [600]atomic.Uint64
+
+	scriptPos atomic.Uint64
+
+	ticksMu  sync.Mutex // guards ticks and scripted
+	ticks    map[int64]uint64
+	scripted []time.Time
 }
+
+// tickRetention bounds Stats.Ticks.
+const tickRetention = time.Hour
 
 var _ http.Handler = (*Server)(nil)
 
@@ -136,6 +227,7 @@ func New(opts Options) (*Server, error) {
 		now:     opts.Now,
 		unknown: make(map[string]struct{}, len(opts.Unknown)),
 		rng:     rand.New(rand.NewPCG(opts.Seed, opts.Seed^0x9e3779b97f4a7c15)),
+		ticks:   map[int64]uint64{},
 	}
 	if s.now == nil {
 		s.now = time.Now
@@ -166,13 +258,37 @@ func (s *Server) Stats() Stats {
 			st.ByStatus[code] = n
 		}
 	}
+	s.ticksMu.Lock()
+	for k, n := range s.ticks {
+		st.Ticks = append(st.Ticks, Tick{At: time.UnixMilli(k * 100), Requests: n})
+	}
+	st.Scripted = slices.Clone(s.scripted)
+	s.ticksMu.Unlock()
+	slices.SortFunc(st.Ticks, func(a, b Tick) int { return a.At.Compare(b.At) })
 	return st
+}
+
+// count adds a request that arrived at now to its tick, and forgets ticks
+// older than tickRetention once a minute's worth of them has piled up.
+func (s *Server) count(now time.Time) {
+	k := now.UnixMilli() / 100
+	s.ticksMu.Lock()
+	s.ticks[k]++
+	if len(s.ticks) > int(tickRetention/(100*time.Millisecond))+600 {
+		for old := range s.ticks {
+			if old < k-int64(tickRetention/(100*time.Millisecond)) {
+				delete(s.ticks, old)
+			}
+		}
+	}
+	s.ticksMu.Unlock()
 }
 
 // ServeHTTP implements http.Handler.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	s.requests.Add(1)
+	s.count(start)
 	status := s.serve(w, r)
 	if status == 0 {
 		s.canceled.Add(1)
@@ -204,6 +320,17 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) int {
 		got := r.Header.Get(TokenHeader)
 		if subtle.ConstantTimeCompare([]byte(got), []byte(s.opts.APIKey)) != 1 {
 			return writeError(w, http.StatusUnauthorized, "Please use an API key.")
+		}
+	}
+	if n := s.scriptPos.Add(1) - 1; n < uint64(len(s.opts.Script)) {
+		if step := s.opts.Script[n]; step.Status != http.StatusOK {
+			s.ticksMu.Lock()
+			s.scripted = append(s.scripted, time.Now())
+			s.ticksMu.Unlock()
+			if step.RetryAfter > 0 {
+				w.Header().Set("Retry-After", strconv.FormatInt(int64(step.RetryAfter/time.Second), 10))
+			}
+			return writeError(w, step.Status, "scripted answer")
 		}
 	}
 	if s.limiter != nil {
