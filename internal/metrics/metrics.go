@@ -53,7 +53,7 @@ func New(db DB) *Metrics {
 		registry: prometheus.NewRegistry(),
 		jobs: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "tickerq_jobs_total",
-			Help: "Jobs processed, by task type and outcome (success, retry, rate_limited, archived).",
+			Help: "Jobs processed, by task type and outcome (success, retry, rate_limited, archived, stale).",
 		}, []string{"type", "outcome"}),
 		jobDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "tickerq_job_duration_seconds",
