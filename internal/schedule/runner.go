@@ -159,10 +159,11 @@ func (r *Runner) fireDue(ctx context.Context, cfg *Config, now time.Time, fired 
 		g.Go(func() error {
 			fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.fireTimeout())
 			defer cancel()
+			began := time.Now()
 			c, err := r.Fire(fctx, e, slot)
 			mu.Lock()
 			defer mu.Unlock()
-			r.logFiring(e, slot, c, err)
+			r.logFiring(e, slot, c, time.Since(began), err)
 			return nil
 		})
 	}
@@ -176,7 +177,7 @@ func (r *Runner) fireTimeout() time.Duration {
 	return 30 * time.Second
 }
 
-func (r *Runner) logFiring(e *Entry, slot time.Time, c Counts, err error) {
+func (r *Runner) logFiring(e *Entry, slot time.Time, c Counts, took time.Duration, err error) {
 	if r.Observer != nil {
 		r.Observer.ObserveFiring(e.Name, c)
 	}
@@ -186,7 +187,7 @@ func (r *Runner) logFiring(e *Entry, slot time.Time, c Counts, err error) {
 	}
 	ev.Str("schedule", e.Name).Str("slot", slot.Format(time.RFC3339)).Int64("slot_unix", slot.Unix()).
 		Int("enqueued", c.Enqueued).Int("already_enqueued", c.AlreadyEnqueued).
-		Int("skipped", c.Skipped).Int("errors", c.Errors).Msg("schedule fired")
+		Int("skipped", c.Skipped).Int("errors", c.Errors).Dur("duration_ms", took).Msg("schedule fired")
 }
 
 // ErrFire is wrapped by Fire's error when some tasks were not enqueued.
