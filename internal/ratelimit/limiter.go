@@ -60,6 +60,9 @@ const (
 	// peer's announcement must end to count as news: our own announcement
 	// comes back to us a little later than we set it.
 	peerSlack = 50 * time.Millisecond
+	// asynqRounding makes up for asynq rounding retry times down to the
+	// second.
+	asynqRounding = time.Second - time.Millisecond
 	// serviceWeight is the weight of the newest sample in the moving
 	// average of the time between two permits to this process.
 	serviceWeight = 0.2
@@ -258,6 +261,10 @@ func (l *Limiter) throttle(ctx context.Context, now time.Time, paused bool) erro
 	if secs, perr := strconv.ParseFloat(res, 64); err == nil && perr == nil {
 		delay = time.Duration(secs * float64(time.Second))
 	}
+	// asynq keeps a retry's time in whole seconds, rounded down: without
+	// this, a job would come back up to a second before its booking, find
+	// the queue full and be booked again at the end.
+	delay += asynqRounding
 	return &tasks.ThrottledError{RetryAfter: delay, Paused: paused}
 }
 
