@@ -50,13 +50,13 @@ rediss://, redis-socket:// or redis-sentinel://), LOG_LEVEL, LOG_FORMAT.
 Exit codes: 0 success, 1 runtime failure, 2 bad usage or invalid input.`,
 		Args: cobra.NoArgs,
 		RunE: func(*cobra.Command, []string) error {
-			return cli.Usagef("missing command: want enqueue, stats, wait, ui, sessions, tasks, pause or unpause (see producer --help)")
+			return cli.Usagef("missing command: want enqueue, stats, wait, ui, sessions, tasks, pause, unpause or schedule (see producer --help)")
 		},
 		CompletionOptions: cobra.CompletionOptions{DisableDefaultCmd: true},
 	}
 	cmd.PersistentFlags().StringVar(&g.redisURL, "redis-url", "", "Redis to use; overrides REDIS_URL")
 	cmd.AddCommand(enqueueCmd(&g), statsCmd(&g), waitCmd(&g), uiCmd(&g), sessionsCmd(&g),
-		tasksCmd(&g), pauseCmd(&g), unpauseCmd(&g))
+		tasksCmd(&g), pauseCmd(&g), unpauseCmd(&g), scheduleCmd(&g))
 	return cmd
 }
 
