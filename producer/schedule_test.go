@@ -165,3 +165,21 @@ func TestScheduleRunSighupMetrics(t *testing.T) {
 		t.Errorf("exit after SIGTERM: %v, want 0", err)
 	}
 }
+
+// TestScheduleExampleParses keeps examples/schedule.yaml, which the README
+// points people at, valid: a dry run from a Wednesday before Thanksgiving
+// shows each of its entries at its own slots, and no market firing after
+// the session's close.
+func TestScheduleExampleParses(t *testing.T) {
+	t.Parallel()
+	cfg := filepath.Join("..", "examples", "schedule.yaml")
+	r := run(t, "redis://127.0.0.1:1/0", "", "schedule", "--config", cfg, "--dry-run",
+		"--from", "2026-11-25T15:59:00-05:00", "--count", "4")
+	want := "2026-11-25T15:59:00-05:00\tus-minute\t10\n" +
+		"2026-11-25T15:59:00-05:00\tmegacaps-30s\t3\n" +
+		"2026-11-25T15:59:30-05:00\tmegacaps-30s\t3\n" +
+		"2026-11-25T16:00:00-05:00\tmegacaps-30s\t3\n"
+	if r.code != 0 || r.stdout != want {
+		t.Errorf("exit %d, stdout:\n%s\nwant:\n%s\nstderr: %s", r.code, r.stdout, want, r.stderr)
+	}
+}
