@@ -78,6 +78,12 @@ func Outcome(err error, retried, maxRetry int) string {
 	case tasks.Success:
 		return OutcomeSuccess
 	case tasks.RateLimited:
+		// asynq archives a task that fails on its last attempt whatever the
+		// error; the handler waits rate limits out on that attempt, so this
+		// is only reached when the attempt's deadline left no room to wait.
+		if retried >= maxRetry {
+			return OutcomeArchived
+		}
 		return OutcomeRateLimited
 	case tasks.Permanent:
 		return OutcomeArchived

@@ -38,7 +38,9 @@ func TestOutcome(t *testing.T) {
 		{errors.New("boom"), 0, 3, OutcomeRetry},
 		{errors.New("boom"), 3, 3, OutcomeArchived},
 		{tasks.ErrUnknownSymbol, 0, 3, OutcomeArchived},
-		{&tasks.StatusError{Code: 429}, 3, 3, OutcomeRateLimited},
+		{&tasks.StatusError{Code: 429}, 2, 3, OutcomeRateLimited},
+		{&tasks.StatusError{Code: 429}, 3, 3, OutcomeArchived}, // asynq archives on the last attempt
+		{&tasks.ThrottledError{RetryAfter: time.Second}, 0, 3, OutcomeRateLimited},
 		{&tasks.StatusError{Code: 503}, 1, 3, OutcomeRetry},
 		{fmt.Errorf("job: %w", tasks.ErrStale), 3, 3, OutcomeStale},
 	} {
