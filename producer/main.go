@@ -86,10 +86,15 @@ func (g *globals) load(cmd *cobra.Command) (env, error) {
 	return env{redis: opt, log: log}, nil
 }
 
-// checkQueueName rejects names asynq would accept but people would not mean.
-func checkQueueName(name string) error {
+// checkQueueName rejects names asynq would accept but people would not mean,
+// given with the --queue flag.
+func checkQueueName(name string) error { return checkQueueArg("--queue", name) }
+
+// checkQueueArg is checkQueueName for a queue given as what (a flag or an
+// argument), which the error names.
+func checkQueueArg(what, name string) error {
 	if name == "" || strings.IndexFunc(name, unicode.IsSpace) >= 0 {
-		return cli.Usagef("--queue %q: want a non-empty name without whitespace", name)
+		return cli.Usagef("%s %q: want a non-empty name without whitespace", what, name)
 	}
 	return nil
 }

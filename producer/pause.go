@@ -46,7 +46,7 @@ It prints one line, e.g. "paused queue low", or with --json one object:
 			if len(args) != 1 {
 				return cli.Usagef("want exactly one queue name, got %d arguments", len(args))
 			}
-			return checkQueueName(args[0])
+			return checkQueueArg("queue", args[0])
 		},
 		RunE: func(cmd *cobra.Command, args []string) error {
 			e, err := g.load(cmd)

@@ -273,7 +273,8 @@ func TestTasksUsageErrors(t *testing.T) {
 		{[]string{"tasks", "cancel"}, "no task ids given"},
 		{[]string{"pause"}, "want exactly one queue name"},
 		{[]string{"pause", "a", "b"}, "want exactly one queue name"},
-		{[]string{"unpause", "a b"}, "--queue"},
+		{[]string{"pause", "a b"}, `queue "a b": want a non-empty name`},
+		{[]string{"unpause", "a b"}, `queue "a b": want`},
 	}
 	for _, tt := range tests {
 		r := run(t, url, "", tt.args...)
