@@ -183,3 +183,27 @@ func TestScheduleExampleParses(t *testing.T) {
 		t.Errorf("exit %d, stdout:\n%s\nwant:\n%s\nstderr: %s", r.code, r.stdout, want, r.stderr)
 	}
 }
+
+// TestScheduleRefusesBadEntries: a file whose entry can never fire inside
+// its market's session, or has an unknown or mistyped field, exits 2
+// naming the entry and the field, with and without --dry-run.
+func TestScheduleRefusesBadEntries(t *testing.T) {
+	t.Parallel()
+	fast := "schedules:\n  - name: fast\n    every: 2s\n    symbols: [AAPL]\n"
+	tests := []struct{ yaml, want string }{
+		{fast + "  - name: evening\n    cron: \"0 17 * * *\"\n    market: XNYS\n    timezone: America/New_York\n    symbols: [MSFT]\n",
+			`invalid schedule: schedule "evening": cron: "0 17 * * *" never falls inside an XNYS session`},
+		{fast + "  - name: e1\n    every: 1s\n    bogus: 3\n    symbols: [MSFT]\n", `invalid schedule: schedule "e1": bogus: unknown field (line 7)`},
+		{"bogus: 1\n" + fast, `invalid schedule: bogus: unknown field (line 1)`},
+		{fast + "  - name: e1\n    every: [1]\n    symbols: [MSFT]\n", `invalid schedule: schedule "e1": every: want a single value, not a list or mapping (line 6)`},
+	}
+	for _, tc := range tests {
+		cfg := scheduleFile(t, tc.yaml)
+		for _, args := range [][]string{{"--dry-run"}, nil} {
+			r := run(t, "redis://127.0.0.1:1/0", "", append([]string{"schedule", "--config", cfg}, args...)...)
+			if r.code != 2 || !strings.Contains(r.stderr, cfg+": "+tc.want) {
+				t.Errorf("schedule %v on\n%s: exit %d, stderr %q; want 2 and %q", args, tc.yaml, r.code, r.stderr, tc.want)
+			}
+		}
+	}
+}

@@ -6,13 +6,12 @@
 package schedule
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"time"
 
 	"github.com/robfig/cron/v3"
@@ -69,22 +68,23 @@ type Entry struct {
 
 // rawFile is the YAML as written.
 type rawFile struct {
-	Timezone  string     `yaml:"timezone"`
-	Schedules []rawEntry `yaml:"schedules"`
+	Timezone  string
+	Schedules []*yaml.Node
 }
 
+// rawEntry is one entry as written, its fields read by decode.
 type rawEntry struct {
-	Name      string   `yaml:"name"`
-	Cron      string   `yaml:"cron"`
-	Every     string   `yaml:"every"`
-	Market    string   `yaml:"market"`
-	Symbols   []string `yaml:"symbols"`
-	File      string   `yaml:"file"`
-	Queue     string   `yaml:"queue"`
-	MaxRetry  *int     `yaml:"max_retry"`
-	Timeout   string   `yaml:"timeout"`
-	Retention string   `yaml:"retention"`
-	Timezone  string   `yaml:"timezone"`
+	Name      string
+	Cron      string
+	Every     string
+	Market    string
+	Symbols   []string
+	File      string
+	Queue     string
+	MaxRetry  *int
+	Timeout   string
+	Retention string
+	Timezone  string
 }
 
 // Load reads and checks the schedule file at path. Symbol files are read
@@ -109,15 +109,23 @@ func Load(path string, markets MarketLookup) (*Config, error) {
 }
 
 // Parse checks a schedule file's content; dir is where relative symbol
-// files are looked up.
+// files are looked up. Entries must fire inside their market's sessions
+// within a year from now.
 func Parse(data []byte, dir string, markets MarketLookup) (*Config, error) {
-	var raw rawFile
-	dec := yaml.NewDecoder(bytes.NewReader(data))
-	dec.KnownFields(true)
-	if err := dec.Decode(&raw); err != nil {
-		if errors.Is(err, io.EOF) {
-			return nil, fmt.Errorf("%w: the file is empty: want a schedules list", ErrInvalid)
-		}
+	return parseAt(data, dir, markets, time.Now())
+}
+
+// parseAt is Parse with the time the year of firings is counted from.
+func parseAt(data []byte, dir string, markets MarketLookup, now time.Time) (*Config, error) {
+	var doc yaml.Node
+	if err := yaml.Unmarshal(data, &doc); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrInvalid, err)
+	}
+	if len(doc.Content) == 0 {
+		return nil, fmt.Errorf("%w: the file is empty: want a schedules list", ErrInvalid)
+	}
+	raw, err := decodeFile(resolve(doc.Content[0]))
+	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrInvalid, err)
 	}
 	fileLoc := time.UTC
@@ -134,8 +142,14 @@ func Parse(data []byte, dir string, markets MarketLookup) (*Config, error) {
 	cfg := &Config{}
 	seen := map[string]bool{}
 	files := map[string]bool{}
-	for i, re := range raw.Schedules {
-		e, file, err := re.check(dir, fileLoc, markets)
+	for i, node := range raw.Schedules {
+		var re rawEntry
+		err := re.decode(node)
+		var e *Entry
+		var file string
+		if err == nil {
+			e, file, err = re.check(dir, fileLoc, markets, now)
+		}
 		if err != nil {
 			name := fmt.Sprintf("schedule %q", re.Name)
 			if re.Name == "" {
@@ -156,8 +170,133 @@ func Parse(data []byte, dir string, markets MarketLookup) (*Config, error) {
 	return cfg, nil
 }
 
+// resolve follows a YAML alias to the node it names.
+func resolve(n *yaml.Node) *yaml.Node {
+	for n.Kind == yaml.AliasNode && n.Alias != nil {
+		n = n.Alias
+	}
+	return n
+}
+
+// fields calls field for each key of the mapping n, once per key; errors
+// name the key and its line, and a key field does not know is an unknown
+// field.
+func fields(n *yaml.Node, what string, field func(key string, v *yaml.Node) (bool, error)) error {
+	if n.Kind != yaml.MappingNode {
+		return fmt.Errorf("want %s (line %d)", what, n.Line)
+	}
+	seen := map[string]bool{}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k, v := n.Content[i], resolve(n.Content[i+1])
+		if seen[k.Value] {
+			return fmt.Errorf("%s: repeated field (line %d)", k.Value, k.Line)
+		}
+		seen[k.Value] = true
+		known, err := field(k.Value, v)
+		if !known {
+			return fmt.Errorf("%s: unknown field (line %d)", k.Value, k.Line)
+		}
+		if err != nil {
+			return fmt.Errorf("%s: %w (line %d)", k.Value, err, v.Line)
+		}
+	}
+	return nil
+}
+
+// decodeFile reads the top level of a schedule file.
+func decodeFile(n *yaml.Node) (rawFile, error) {
+	var raw rawFile
+	err := fields(n, "a mapping with a schedules list", func(key string, v *yaml.Node) (bool, error) {
+		switch key {
+		case "timezone":
+			return true, scalar(v, &raw.Timezone)
+		case "schedules":
+			if v.Tag == "!!null" {
+				return true, nil
+			}
+			if v.Kind != yaml.SequenceNode {
+				return true, errors.New("want a list of entries")
+			}
+			for _, item := range v.Content {
+				raw.Schedules = append(raw.Schedules, resolve(item))
+			}
+			return true, nil
+		}
+		return false, nil
+	})
+	return raw, err
+}
+
+// decode reads one entry of the schedules list. The name is read first,
+// so that an error about another field can name the entry.
+func (re *rawEntry) decode(n *yaml.Node) error {
+	if n.Kind == yaml.MappingNode {
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			if v := resolve(n.Content[i+1]); n.Content[i].Value == "name" && v.Kind == yaml.ScalarNode {
+				re.Name = v.Value
+			}
+		}
+	}
+	return fields(n, "a mapping of fields", func(key string, v *yaml.Node) (bool, error) {
+		switch key {
+		case "name":
+			return true, scalar(v, &re.Name)
+		case "cron":
+			return true, scalar(v, &re.Cron)
+		case "every":
+			return true, scalar(v, &re.Every)
+		case "market":
+			return true, scalar(v, &re.Market)
+		case "symbols":
+			if v.Kind != yaml.SequenceNode {
+				return true, errors.New("want a list of symbols")
+			}
+			for _, item := range v.Content {
+				var s string
+				if err := scalar(resolve(item), &s); err != nil {
+					return true, err
+				}
+				re.Symbols = append(re.Symbols, s)
+			}
+			return true, nil
+		case "file":
+			return true, scalar(v, &re.File)
+		case "queue":
+			return true, scalar(v, &re.Queue)
+		case "max_retry":
+			var n int
+			if v.Kind != yaml.ScalarNode || v.Tag != "!!int" || v.Decode(&n) != nil {
+				return true, errors.New("want a whole number")
+			}
+			re.MaxRetry = &n
+			return true, nil
+		case "timeout":
+			return true, scalar(v, &re.Timeout)
+		case "retention":
+			return true, scalar(v, &re.Retention)
+		case "timezone":
+			return true, scalar(v, &re.Timezone)
+		}
+		return false, nil
+	})
+}
+
+// scalar reads a single value (a string, or a number taken as written);
+// an empty value leaves dst empty.
+func scalar(v *yaml.Node, dst *string) error {
+	if v.Kind != yaml.ScalarNode {
+		return errors.New("want a single value, not a list or mapping")
+	}
+	if v.Tag != "!!null" {
+		*dst = v.Value
+	}
+	return nil
+}
+
 // check turns one raw entry into an Entry; errors name the field.
-func (re rawEntry) check(dir string, fileLoc *time.Location, markets MarketLookup) (*Entry, string, error) {
+// It also refuses an entry with a market that has no firing inside a
+// session within a year after now: such an entry would never run.
+func (re rawEntry) check(dir string, fileLoc *time.Location, markets MarketLookup, now time.Time) (*Entry, string, error) {
 	if !namePattern.MatchString(re.Name) {
 		return nil, "", fmt.Errorf("name %q: want lower-case letters, digits and '-', 1-63 characters, not starting with '-'", re.Name)
 	}
@@ -177,7 +316,7 @@ func (re rawEntry) check(dir string, fileLoc *time.Location, markets MarketLooku
 		if err != nil {
 			return nil, "", fmt.Errorf("cron: %w", err)
 		}
-		if spec.Next(time.Now()).IsZero() {
+		if spec.Next(now).IsZero() {
 			return nil, "", fmt.Errorf("cron: %q never fires", re.Cron)
 		}
 		e.Cron, e.spec = re.Cron, spec
@@ -202,6 +341,9 @@ func (re rawEntry) check(dir string, fileLoc *time.Location, markets MarketLooku
 			return nil, "", fmt.Errorf("market: %w", err)
 		}
 		e.MarketCode, e.Market = re.Market, m
+		if err := e.firesWithinAYear(now); err != nil {
+			return nil, "", err
+		}
 	}
 
 	raw := re.Symbols
@@ -261,6 +403,23 @@ func (re rawEntry) check(dir string, fileLoc *time.Location, markets MarketLooku
 		return nil, "", err
 	}
 	return e, file, nil
+}
+
+// firesWithinAYear checks that a market entry has a firing inside a
+// session within a year after now, naming the cron or every field if not.
+func (e *Entry) firesWithinAYear(now time.Time) error {
+	field, value := "every", e.Every.String()
+	if e.spec != nil {
+		field, value = "cron", strconv.Quote(e.Cron)
+	}
+	next, err := e.Next(now)
+	if err != nil && !errors.Is(err, ErrNoSlot) {
+		return fmt.Errorf("market: %w", err)
+	}
+	if err != nil || next.After(now.AddDate(1, 0, 0)) {
+		return fmt.Errorf("%s: %s never falls inside an %s session (none within a year)", field, value, e.MarketCode)
+	}
+	return nil
 }
 
 // duration parses an optional duration field of at least minimum.

@@ -78,8 +78,23 @@ func TestParseInvalid(t *testing.T) {
 	}{
 		{"empty file", "", "the file is empty"},
 		{"no entries", "timezone: UTC\n", "schedules: want at least one entry"},
-		{"unknown top field", "zone: UTC\nschedules: []\n", "field zone not found"},
-		{"unknown entry field", entry("    every: 1s\n    symbols: [A]\n    retries: 3\n"), "field retries not found"},
+		{"unknown top field", "zone: UTC\nschedules: []\n", "invalid schedule: zone: unknown field (line 1)"},
+		{"unknown entry field", entry("    every: 1s\n    symbols: [A]\n    retries: 3\n"), `invalid schedule: schedule "us-minute": retries: unknown field (line 5)`},
+		{"unknown field before name", "schedules:\n  - bogus: 1\n    name: e1\n    every: 1s\n", `schedule "e1": bogus: unknown field (line 2)`},
+		{"unknown field no name", "schedules:\n  - bogus: 1\n", `schedule #1: bogus: unknown field (line 2)`},
+		{"repeated field", entry("    every: 1s\n    every: 2s\n"), `schedule "us-minute": every: repeated field (line 4)`},
+		{"every a list", entry("    every: [1]\n    symbols: [A]\n"), `schedule "us-minute": every: want a single value, not a list or mapping (line 3)`},
+		{"cron a mapping", entry("    cron: {a: 1}\n    symbols: [A]\n"), `schedule "us-minute": cron: want a single value, not a list or mapping (line 3)`},
+		{"symbols a string", entry("    every: 1s\n    symbols: AAPL\n"), `schedule "us-minute": symbols: want a list of symbols (line 4)`},
+		{"symbols nested", entry("    every: 1s\n    symbols: [[A]]\n"), `schedule "us-minute": symbols: want a single value, not a list or mapping (line 4)`},
+		{"max_retry text", entry("    every: 1s\n    symbols: [A]\n    max_retry: lots\n"), `schedule "us-minute": max_retry: want a whole number (line 5)`},
+		{"max_retry fraction", entry("    every: 1s\n    symbols: [A]\n    max_retry: 2.5\n"), `schedule "us-minute": max_retry: want a whole number (line 5)`},
+		{"schedules a mapping", "schedules: {a: 1}\n", "invalid schedule: schedules: want a list of entries (line 1)"},
+		{"entry a string", "schedules:\n  - hello\n", "invalid schedule: schedule #1: want a mapping of fields (line 2)"},
+		{"file a list", "- a\n", "invalid schedule: want a mapping with a schedules list (line 1)"},
+		{"timezone a list", "timezone: [UTC]\n", "invalid schedule: timezone: want a single value, not a list or mapping (line 1)"},
+		{"market cron never in session", entry("    cron: \"0 17 * * *\"\n    market: XNYS\n    timezone: America/New_York\n    symbols: [A]\n"), `schedule "us-minute": cron: "0 17 * * *" never falls inside an XNYS session`},
+		{"market every never in session", entry("    every: 24h\n    market: XNAS\n    symbols: [A]\n"), `schedule "us-minute": every: 24h0m0s never falls inside an XNAS session`},
 		{"bad file timezone", "timezone: Mars/Base\n" + entry("    every: 1s\n    symbols: [A]\n"), "timezone: unknown time zone Mars/Base"},
 		{"bad name", "schedules:\n  - name: US_minute\n    every: 1s\n    symbols: [A]\n", `schedule "US_minute": name "US_minute"`},
 		{"no name", "schedules:\n  - every: 1s\n    symbols: [A]\n", `schedule #1: name ""`},
@@ -111,6 +126,11 @@ func TestParseInvalid(t *testing.T) {
 			}
 			if !strings.Contains(err.Error(), tc.want) {
 				t.Errorf("Parse: err = %q, want it to contain %q", err, tc.want)
+			}
+			for _, goType := range []string{"schedule.raw", "[]string", "!!seq", "unmarshal"} {
+				if strings.Contains(err.Error(), goType) {
+					t.Errorf("Parse: err = %q speaks of %s", err, goType)
+				}
 			}
 		})
 	}
