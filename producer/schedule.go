@@ -52,6 +52,11 @@ Redis: each (entry, symbol, slot) is enqueued exactly once. A slot more than
 one interval late (all replicas were down) is skipped and counted. A task
 still waiting when its entry's next slot comes is dropped by the worker.
 
+On a daylight-saving change, a cron with a fixed hour fires a repeated
+wall-clock time once (at its first occurrence) and a time inside the
+skipped hour at the first instant after it (30 2 * * * at 03:00 EDT); a
+cron of every hour fires at each real instant; every: ignores the change.
+
 Completed tasks keep their result for the entry's retention (default 5m).
 The file is reloaded on SIGHUP and when it or a symbols file changes; an
 invalid file on reload is logged and the running schedule kept. Each firing

@@ -207,3 +207,21 @@ func TestScheduleRefusesBadEntries(t *testing.T) {
 		}
 	}
 }
+
+// TestScheduleDryRunDST: a fixed-time cron in America/New_York fires once
+// on the night clocks fall back, and inside the skipped spring-forward
+// hour fires at 03:00 EDT.
+func TestScheduleDryRunDST(t *testing.T) {
+	t.Parallel()
+	tests := []struct{ cron, from, want string }{
+		{"30 1 * * *", "2026-10-31T12:00:00-04:00", "2026-11-01T01:30:00-04:00\tnight\t1\n2026-11-02T01:30:00-05:00\tnight\t1\n"},
+		{"30 2 * * *", "2026-03-07T12:00:00-05:00", "2026-03-08T03:00:00-04:00\tnight\t1\n2026-03-09T02:30:00-04:00\tnight\t1\n"},
+	}
+	for _, tc := range tests {
+		cfg := scheduleFile(t, "timezone: America/New_York\nschedules:\n  - name: night\n    cron: \""+tc.cron+"\"\n    symbols: [AAPL]\n")
+		r := run(t, "redis://127.0.0.1:1/0", "", "schedule", "--config", cfg, "--dry-run", "--from", tc.from, "--count", "2")
+		if r.code != 0 || r.stdout != tc.want {
+			t.Errorf("cron %q from %s: exit %d, stdout:\n%s\nwant:\n%s\nstderr: %s", tc.cron, tc.from, r.code, r.stdout, tc.want, r.stderr)
+		}
+	}
+}

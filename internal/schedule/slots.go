@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"time"
+
+	"github.com/robfig/cron/v3"
 )
 
 // Market is an exchange's trading calendar as the schedule needs it.
@@ -34,7 +36,89 @@ func (e *Entry) RawNext(t time.Time) time.Time {
 	if e.spec == nil {
 		return e.floor(t).Add(e.Every).In(e.Location)
 	}
-	return e.spec.Next(t.In(e.Location))
+	return e.cronNext(t)
+}
+
+// cronNext is the next cron time strictly after t, with Vixie cron's
+// daylight-saving rules for a spec whose hour field is fixed (not every
+// hour): a wall-clock time that repeats when clocks fall back fires only
+// at its first occurrence, and one inside the hour skipped when they
+// spring forward fires at the first instant after the gap (03:00 EDT for
+// "30 2 * * *" in America/New_York). A spec with every hour fires at
+// every real instant that matches it.
+func (e *Entry) cronNext(t time.Time) time.Time {
+	t = t.In(e.Location)
+	spec, fixed := e.spec.(*cron.SpecSchedule)
+	fixed = fixed && spec.Hour&allHours != allHours
+	for {
+		n := e.spec.Next(t)
+		if !fixed || n.IsZero() {
+			return n
+		}
+		if g := gapFiring(spec, t, n); !g.IsZero() {
+			return g
+		}
+		if !repeated(n) {
+			return n
+		}
+		t = n
+	}
+}
+
+// allHours has the bits of hours 0-23 of a cron.SpecSchedule set.
+const allHours = 1<<24 - 1
+
+// maxShift is the largest daylight-saving change looked for (the world's
+// are 30 minutes to 2 hours).
+const maxShift = 3 * time.Hour
+
+// repeated reports whether n's wall-clock time already happened earlier
+// the same night: n is in the hour that repeats when clocks fall back.
+func repeated(n time.Time) bool {
+	wall := n.Format(time.DateTime)
+	for d := 15 * time.Minute; d <= maxShift; d += 15 * time.Minute {
+		if n.Add(-d).Format(time.DateTime) == wall {
+			return true
+		}
+	}
+	return false
+}
+
+// gapFiring returns the first instant after a spring-forward gap in (t, n]
+// that skipped a wall-clock minute spec matches, or zero if none did.
+func gapFiring(spec *cron.SpecSchedule, t, n time.Time) time.Time {
+	for z := t; ; {
+		_, end := z.ZoneBounds()
+		if end.IsZero() || end.After(n) {
+			return time.Time{}
+		}
+		_, before := end.Add(-time.Nanosecond).Zone()
+		_, after := end.Zone()
+		// The skipped wall-clock times, as UTC times with the same fields.
+		from := time.Unix(end.Unix()+int64(before), 0).UTC()
+		to := time.Unix(end.Unix()+int64(after), 0).UTC()
+		for m := from; m.Before(to); m = m.Add(time.Minute) {
+			if matches(spec, m) {
+				return end
+			}
+		}
+		z = end
+	}
+}
+
+// matches reports whether the wall-clock minute m matches spec, by
+// robfig/cron's rules (day of month or day of week when both are set).
+func matches(spec *cron.SpecSchedule, m time.Time) bool {
+	const starBit = 1 << 63
+	if 1<<uint(m.Minute())&spec.Minute == 0 || 1<<uint(m.Hour())&spec.Hour == 0 || 1<<uint(m.Month())&spec.Month == 0 {
+		return false
+	}
+	dom := 1<<uint(m.Day())&spec.Dom > 0
+	dow := 1<<uint(m.Weekday())&spec.Dow > 0
+	if spec.Dom&starBit > 0 || spec.Dow&starBit > 0 {
+		return dom && dow
+	}
+	return dom || dow
 }
 
 // RawPrev returns the latest slot at or before t, ignoring the market.
@@ -45,12 +129,12 @@ func (e *Entry) RawPrev(t time.Time) time.Time {
 	// robfig/cron only looks forward: widen a window back from t until it
 	// holds a slot, then walk forward to the last one at or before t.
 	for w := time.Second; w < 2*366*24*time.Hour; w *= 2 {
-		s := e.spec.Next(t.Add(-w).In(e.Location))
+		s := e.cronNext(t.Add(-w))
 		if s.After(t) {
 			continue
 		}
 		for {
-			n := e.spec.Next(s)
+			n := e.cronNext(s)
 			if n.After(t) {
 				return s
 			}

@@ -208,3 +208,69 @@ func TestCountBetween(t *testing.T) {
 		})
 	}
 }
+
+// TestCronDST: in America/New_York a fixed-hour cron fires once on the
+// night clocks fall back (at the first 01:30) and, on the night they
+// spring forward, fires a time inside the skipped hour at 03:00 EDT; a
+// cron of every hour fires at each real instant, and `every` slots stay
+// multiples of the interval in Unix time.
+func TestCronDST(t *testing.T) {
+	t.Parallel()
+	plan := func(e *Entry, from string, n int) string {
+		t.Helper()
+		p, err := Plan(&Config{Entries: []*Entry{e}}, mustParse(t, from), n)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out []string
+		for _, f := range p {
+			out = append(out, f.At.Format(time.RFC3339))
+		}
+		return strings.Join(out, " ")
+	}
+	every := everyEntry(30 * time.Minute)
+	every.Location = newYork
+	tests := []struct {
+		name string
+		e    *Entry
+		from string
+		n    int
+		want string
+	}{
+		{"fall back fixed time once", cronEntry(t, "30 1 * * *", newYork, nil), "2026-10-31T00:00:00-04:00", 3,
+			"2026-10-31T01:30:00-04:00 2026-11-01T01:30:00-04:00 2026-11-02T01:30:00-05:00"},
+		{"fall back fixed hour, every minute once", cronEntry(t, "*/20 1 * * *", newYork, nil), "2026-11-01T00:50:00-04:00", 4,
+			"2026-11-01T01:00:00-04:00 2026-11-01T01:20:00-04:00 2026-11-01T01:40:00-04:00 2026-11-02T01:00:00-05:00"},
+		{"fall back every-hour cron at each instant", cronEntry(t, "*/30 * * * *", newYork, nil), "2026-11-01T01:00:00-04:00", 4,
+			"2026-11-01T01:00:00-04:00 2026-11-01T01:30:00-04:00 2026-11-01T01:00:00-05:00 2026-11-01T01:30:00-05:00"},
+		{"spring forward fires after the gap", cronEntry(t, "30 2 * * *", newYork, nil), "2026-03-07T00:00:00-05:00", 3,
+			"2026-03-07T02:30:00-05:00 2026-03-08T03:00:00-04:00 2026-03-09T02:30:00-04:00"},
+		{"spring forward, slot after the gap fires once", cronEntry(t, "0 2,3 * * *", newYork, nil), "2026-03-08T00:00:00-05:00", 3,
+			"2026-03-08T03:00:00-04:00 2026-03-09T02:00:00-04:00 2026-03-09T03:00:00-04:00"},
+		{"spring forward, other days unaffected", cronEntry(t, "30 2 * * 1", newYork, nil), "2026-03-07T00:00:00-05:00", 1,
+			"2026-03-09T02:30:00-04:00"},
+		{"spring forward every-hour cron skips the gap", cronEntry(t, "30 * * * *", newYork, nil), "2026-03-08T01:00:00-05:00", 2,
+			"2026-03-08T01:30:00-05:00 2026-03-08T03:30:00-04:00"},
+		{"every across fall back", every, "2026-11-01T05:00:00Z", 4,
+			"2026-11-01T01:00:00-04:00 2026-11-01T01:30:00-04:00 2026-11-01T01:00:00-05:00 2026-11-01T01:30:00-05:00"},
+		{"every across spring forward", every, "2026-03-08T06:30:00Z", 3,
+			"2026-03-08T01:30:00-05:00 2026-03-08T03:00:00-04:00 2026-03-08T03:30:00-04:00"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := plan(tc.e, tc.from, tc.n); got != tc.want {
+				t.Errorf("firings\n%s\nwant\n%s", got, tc.want)
+			}
+		})
+	}
+	// The repeated 01:30 is not a slot: a time inside the repeated hour
+	// belongs to the first 01:30, whose successor is the next day's.
+	e := cronEntry(t, "30 1 * * *", newYork, nil)
+	at := mustParse(t, "2026-11-01T01:45:00-05:00")
+	if got, want := e.RawPrev(at), mustParse(t, "2026-11-01T01:30:00-04:00"); !got.Equal(want) {
+		t.Errorf("RawPrev(%s) = %s, want %s", at, got, want)
+	}
+	if got, want := e.RawNext(at), mustParse(t, "2026-11-02T01:30:00-05:00"); !got.Equal(want) {
+		t.Errorf("RawNext(%s) = %s, want %s", at, got, want)
+	}
+}
