@@ -61,6 +61,10 @@ Completed tasks keep their result for the entry's retention (default 5m).
 The file is reloaded on SIGHUP and when it or a symbols file changes; an
 invalid file on reload is logged and the running schedule kept. Each firing
 logs one line with the counts enqueued, already_enqueued, skipped and errors.
+Each entry fires on its own; enqueues that fail are retried with backoff
+while the slot is current (until its successor is due, at most 30s), then
+counted as errors. An entry with market: that never fires inside a session
+within a year is refused at load.
 
 With --dry-run it enqueues nothing and needs no Redis: it prints the next
 --count firings at or after --from, one per line RFC3339<TAB>NAME<TAB>N

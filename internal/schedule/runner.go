@@ -4,8 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
-	"sync"
 	"time"
 
 	"github.com/hibiken/asynq"
@@ -48,10 +48,11 @@ type Observer interface {
 	ObserveFiring(schedule string, c Counts)
 }
 
-// Redis keys. The marker of a slot says that its tasks are all in;
-// it outlives the slot's window by markerMargin, so a replica starting late
-// never enqueues a slot again after its tasks completed and asynq freed
-// their ids. The last key holds the newest slot any replica fired.
+// Redis keys. The marker of a slot says that its tasks are all in; it
+// lives until the slot's successor is due plus markerMargin (for clock
+// skew between replicas), however short the tasks' retention, so a replica
+// starting late never enqueues a slot again after its tasks completed and
+// asynq freed their ids. The last key holds the newest slot any replica fired.
 const (
 	keyPrefix    = "tickerq:schedule:"
 	markerMargin = time.Minute
@@ -98,76 +99,122 @@ type Runner struct {
 	FireTimeout time.Duration
 }
 
-// Run fires cfg's entries until ctx is done; a *Config received on reload
-// replaces the running one between firings. It returns nil once stopped,
-// after the firing in progress has finished.
+// Run fires cfg's entries until ctx is done, each entry in a loop of its
+// own, so that a slow firing or an entry without a next slot never delays
+// another. A *Config received on reload replaces the loops of the entries
+// it changes or removes and starts those of new ones; the loop of an
+// unchanged entry runs on. Run returns nil once stopped, after the firings
+// in progress have finished.
 func (r *Runner) Run(ctx context.Context, cfg *Config, reload <-chan *Config) error {
-	fired := map[string]time.Time{} // entry name -> last slot handled here
+	loops := map[string]*entryLoop{}
+	r.apply(ctx, loops, cfg)
 	for {
-		now := r.Clock.Now()
-		r.fireDue(ctx, cfg, now, fired)
+		select {
+		case <-ctx.Done():
+			r.apply(ctx, loops, &Config{})
+			return nil
+		case cfg = <-reload:
+			r.apply(ctx, loops, cfg)
+		}
+	}
+}
 
-		now = r.Clock.Now()
-		wake, err := nextWake(cfg, now)
+// entryLoop is the goroutine that fires one entry.
+type entryLoop struct {
+	entry  *Entry
+	cancel context.CancelFunc
+	done   chan struct{}
+	last   time.Time // the last slot it handled; read once done is closed
+}
+
+// apply makes loops run cfg's entries: it stops, all at once, the loops of
+// entries cfg changes or lacks, waits for their firings to finish, then
+// starts loops for the entries without one. A changed entry's new loop
+// takes over the slot its old one handled last, so no slot fires twice.
+func (r *Runner) apply(ctx context.Context, loops map[string]*entryLoop, cfg *Config) {
+	want := make(map[string]*Entry, len(cfg.Entries))
+	for _, e := range cfg.Entries {
+		want[e.Name] = e
+	}
+	var stopping []*entryLoop
+	for name, l := range loops {
+		if e := want[name]; e != nil && l.entry.same(e) {
+			continue
+		}
+		l.cancel()
+		stopping = append(stopping, l)
+		delete(loops, name)
+	}
+	last := map[string]time.Time{}
+	for _, l := range stopping {
+		<-l.done
+		last[l.entry.Name] = l.last
+	}
+	for _, e := range cfg.Entries {
+		if loops[e.Name] != nil {
+			continue
+		}
+		lctx, cancel := context.WithCancel(ctx)
+		l := &entryLoop{entry: e, cancel: cancel, done: make(chan struct{})}
+		loops[e.Name] = l
+		go func() {
+			defer close(l.done)
+			l.last = r.runEntry(lctx, e, last[e.Name])
+		}()
+	}
+}
+
+// runEntry fires e at its slots until ctx is done and returns the last
+// slot it handled; last is the one handled before. An entry without a next
+// slot (its market's calendar ends, say) is logged and waits for ctx.
+func (r *Runner) runEntry(ctx context.Context, e *Entry, last time.Time) time.Time {
+	for {
+		last = r.fireDue(ctx, e, r.Clock.Now(), last)
+		now := r.Clock.Now()
+		next, err := e.Next(now)
 		if err != nil {
-			r.Log.Error().Err(err).Msg("schedule: no next slot; waiting for a reload")
-			wake = now.Add(time.Hour)
+			r.Log.Error().Err(err).Str("schedule", e.Name).Msg("schedule: no next slot; this entry is off until a reload")
+			<-ctx.Done()
+			return last
 		}
 		select {
 		case <-ctx.Done():
-			return nil
-		case cfg = <-reload:
-		case <-r.Clock.After(wake.Sub(now)):
+			return last
+		case <-r.Clock.After(next.Sub(now)):
 		}
 	}
 }
 
-// nextWake is the earliest next firing of any entry after now.
-func nextWake(cfg *Config, now time.Time) (time.Time, error) {
-	var wake time.Time
-	for _, e := range cfg.Entries {
-		t, err := e.Next(now)
-		if err != nil {
-			return time.Time{}, err
-		}
-		if wake.IsZero() || t.Before(wake) {
-			wake = t
-		}
-	}
-	return wake, nil
+// same reports whether two checked entries fire the same tasks at the same
+// slots.
+func (e *Entry) same(o *Entry) bool {
+	return e.Name == o.Name && e.Cron == o.Cron && e.Every == o.Every && e.MarketCode == o.MarketCode &&
+		slices.Equal(e.Symbols, o.Symbols) && e.Queue == o.Queue && e.MaxRetry == o.MaxRetry &&
+		e.Timeout == o.Timeout && e.Retention == o.Retention && e.Location.String() == o.Location.String()
 }
 
-// fireDue fires, concurrently, each entry whose latest slot at or before
-// now fires and has not been handled here yet. That slot is less than one
-// interval old by construction; older ones are counted as skipped.
-func (r *Runner) fireDue(ctx context.Context, cfg *Config, now time.Time, fired map[string]time.Time) {
-	var mu sync.Mutex
-	var g errgroup.Group
-	for _, e := range cfg.Entries {
-		slot := e.RawPrev(now)
-		if slot.IsZero() || !slot.After(fired[e.Name]) {
-			continue
-		}
-		ok, err := e.Fires(slot)
-		if err != nil {
-			r.Log.Error().Err(err).Str("schedule", e.Name).Msg("schedule: market calendar")
-		}
-		fired[e.Name] = slot
-		if !ok {
-			continue
-		}
-		g.Go(func() error {
-			fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.fireTimeout())
-			defer cancel()
-			began := time.Now()
-			c, err := r.Fire(fctx, e, slot)
-			mu.Lock()
-			defer mu.Unlock()
-			r.logFiring(e, slot, c, time.Since(began), err)
-			return nil
-		})
+// fireDue fires e's latest slot at or before now unless it is not after
+// last, the slot handled before, and returns the slot now handled. That
+// slot is less than one interval old by construction; older ones are
+// counted as skipped. The firing runs to its end even when ctx is done.
+func (r *Runner) fireDue(ctx context.Context, e *Entry, now, last time.Time) time.Time {
+	slot := e.RawPrev(now)
+	if slot.IsZero() || !slot.After(last) {
+		return last
 	}
-	_ = g.Wait()
+	ok, err := e.Fires(slot)
+	if err != nil {
+		r.Log.Error().Err(err).Str("schedule", e.Name).Msg("schedule: market calendar")
+	}
+	if !ok {
+		return slot
+	}
+	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.fireTimeout())
+	defer cancel()
+	began := time.Now()
+	c, err := r.Fire(fctx, e, slot)
+	r.logFiring(e, slot, c, time.Since(began), err)
+	return slot
 }
 
 func (r *Runner) fireTimeout() time.Duration {
@@ -193,57 +240,110 @@ func (r *Runner) logFiring(e *Entry, slot time.Time, c Counts, took time.Duratio
 // ErrFire is wrapped by Fire's error when some tasks were not enqueued.
 var ErrFire = errors.New("firing incomplete")
 
-// Fire enqueues entry e's tasks for slot, unless another replica already
-// did, and counts the slots skipped since the entry last fired.
-func (r *Runner) Fire(ctx context.Context, e *Entry, slot time.Time) (Counts, error) {
-	var c Counts
-	marker := markerKey(e.Name, slot)
-	n, err := r.Redis.Exists(ctx, marker).Result()
-	if err != nil {
-		return Counts{Errors: len(e.Symbols)}, fmt.Errorf("%w: check marker: %w", ErrFire, err)
-	}
-	if n > 0 {
-		return Counts{AlreadyEnqueued: len(e.Symbols)}, nil
-	}
-	if c.Skipped, err = r.advance(ctx, e, slot); err != nil {
-		r.Log.Warn().Err(err).Str("schedule", e.Name).Msg("schedule: count skipped slots")
-	}
+// Backoff between Fire's attempts.
+const (
+	retryMin = 100 * time.Millisecond
+	retryMax = 2 * time.Second
+)
 
-	deadline := e.RawNext(slot)
-	opts := e.options()
-	results := make([]error, len(e.Symbols))
-	var g errgroup.Group
-	g.SetLimit(r.workers())
-	for i, sym := range e.Symbols {
-		g.Go(func() error {
-			results[i] = r.enqueue(ctx, e, sym, slot, deadline, opts)
-			return nil
-		})
+// Fire enqueues entry e's tasks for slot, unless another replica already
+// did, and counts the slots skipped since the entry last fired. What fails
+// (Redis unreachable for a moment, say) is tried again with backoff while
+// the slot is current: until ctx is done or the slot's successor is due.
+// The slot's marker is written only once every symbol is in; on giving up
+// the error wraps ErrFire and the counts say how many tasks are missing.
+func (r *Runner) Fire(ctx context.Context, e *Entry, slot time.Time) (Counts, error) {
+	f := &firing{r: r, e: e, slot: slot, deadline: e.RawNext(slot), pending: e.Symbols}
+	wait := retryMin
+	for attempt := 1; ; attempt++ {
+		err := f.attempt(ctx)
+		if err == nil {
+			return f.c, nil
+		}
+		if now := r.Clock.Now(); ctx.Err() != nil || !now.Add(wait).Before(f.deadline) {
+			f.c.Errors = len(f.pending)
+			return f.c, fmt.Errorf("%w after %d attempts: %w", ErrFire, attempt, err)
+		}
+		r.Log.Warn().Err(err).Str("schedule", e.Name).Int64("slot_unix", slot.Unix()).
+			Int("attempt", attempt).Dur("retry_in", wait).Msg("schedule: firing failed; retrying")
+		select {
+		case <-ctx.Done():
+		case <-r.Clock.After(wait):
+		}
+		wait = min(2*wait, retryMax)
 	}
-	_ = g.Wait()
-	var first error
-	for _, err := range results {
-		switch {
-		case err == nil:
-			c.Enqueued++
-		case errors.Is(err, asynq.ErrTaskIDConflict):
-			c.AlreadyEnqueued++
-		default:
-			c.Errors++
-			if first == nil {
-				first = err
-			}
+}
+
+// firing is the state of one Fire across its attempts.
+type firing struct {
+	r        *Runner
+	e        *Entry
+	slot     time.Time
+	deadline time.Time // the slot's successor
+	checked  bool      // the marker was found absent
+	pending  []string  // symbols not yet enqueued
+	c        Counts
+}
+
+// attempt checks the slot's marker (until once found absent), enqueues the
+// pending symbols and, once none is left, writes the marker.
+func (f *firing) attempt(ctx context.Context) error {
+	r, e := f.r, f.e
+	marker := markerKey(e.Name, f.slot)
+	if !f.checked {
+		n, err := r.Redis.Exists(ctx, marker).Result()
+		if err != nil {
+			return fmt.Errorf("check marker: %w", err)
+		}
+		if n > 0 {
+			f.c, f.pending = Counts{AlreadyEnqueued: len(e.Symbols)}, nil
+			return nil
+		}
+		f.checked = true
+		if f.c.Skipped, err = r.advance(ctx, e, f.slot); err != nil {
+			r.Log.Warn().Err(err).Str("schedule", e.Name).Msg("schedule: count skipped slots")
 		}
 	}
-	if first != nil {
-		// No marker: a replica yet to fire this slot fills the gaps.
-		return c, fmt.Errorf("%w: %d of %d tasks (first: %w)", ErrFire, c.Errors, len(e.Symbols), first)
+	if len(f.pending) > 0 {
+		opts := e.options()
+		results := make([]error, len(f.pending))
+		var g errgroup.Group
+		g.SetLimit(r.workers())
+		for i, sym := range f.pending {
+			g.Go(func() error {
+				results[i] = r.enqueue(ctx, e, sym, f.slot, f.deadline, opts)
+				return nil
+			})
+		}
+		_ = g.Wait()
+		var failed []string
+		var first error
+		for i, err := range results {
+			switch {
+			case err == nil:
+				f.c.Enqueued++
+			case errors.Is(err, asynq.ErrTaskIDConflict):
+				f.c.AlreadyEnqueued++
+			default:
+				failed = append(failed, f.pending[i])
+				if first == nil {
+					first = err
+				}
+			}
+		}
+		f.pending = failed
+		if first != nil {
+			return fmt.Errorf("%d of %d tasks (first: %w)", len(failed), len(e.Symbols), first)
+		}
 	}
-	expire := deadline.Add(markerMargin)
+	// The marker lives until the slot's successor is due, whatever the
+	// tasks' retention: until then a replica may still take the slot as
+	// current.
+	expire := f.deadline.Add(markerMargin)
 	if err := r.Redis.SetArgs(ctx, marker, "1", redis.SetArgs{ExpireAt: expire}).Err(); err != nil {
-		return c, fmt.Errorf("%w: set marker: %w", ErrFire, err)
+		return fmt.Errorf("set marker: %w", err)
 	}
-	return c, nil
+	return nil
 }
 
 func (r *Runner) workers() int {

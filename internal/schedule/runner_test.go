@@ -2,8 +2,11 @@ package schedule
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -65,12 +68,27 @@ func (w *world) pendingIDs(queue string) map[string]*asynq.TaskInfo {
 type recorder struct {
 	mu     sync.Mutex
 	counts []Counts
+	names  []string
 }
 
-func (r *recorder) ObserveFiring(_ string, c Counts) {
+func (r *recorder) ObserveFiring(name string, c Counts) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.counts = append(r.counts, c)
+	r.names = append(r.names, name)
+}
+
+// of returns the firings of the entry name.
+func (r *recorder) of(name string) []Counts {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out []Counts
+	for i, n := range r.names {
+		if n == name {
+			out = append(out, r.counts[i])
+		}
+	}
+	return out
 }
 
 func (r *recorder) all() []Counts {
@@ -188,27 +206,26 @@ func TestFireDue(t *testing.T) {
 	t.Parallel()
 	w := newWorld(t)
 	e := symbolEntry("due", 2*time.Second, 3)
-	cfg := &Config{Entries: []*Entry{e}}
 	base := e.RawPrev(time.Now())
 	at := func(d time.Duration) time.Time { return base.Add(d) }
 
 	obsA, obsB := &recorder{}, &recorder{}
 	a, b := w.replica(obsA, SystemClock{}), w.replica(obsB, SystemClock{})
-	firedA, firedB := map[string]time.Time{}, map[string]time.Time{}
+	var lastA, lastB time.Time
 	steps := []struct {
-		r     *Runner
-		fired map[string]time.Time
-		now   time.Duration
+		r    *Runner
+		last *time.Time
+		now  time.Duration
 	}{
-		{a, firedA, 500 * time.Millisecond},  // slot 0, half a second late
-		{a, firedA, 1900 * time.Millisecond}, // slot 0 again: nothing
-		{b, firedB, 1900 * time.Millisecond}, // B's first look: slot 0 already in
-		{a, firedA, 2100 * time.Millisecond}, // slot 1 on time
-		{b, firedB, 9 * time.Second},         // down until slot 4: 2 and 3 skipped
-		{a, firedA, 9500 * time.Millisecond}, // slot 4 already in
+		{a, &lastA, 500 * time.Millisecond},  // slot 0, half a second late
+		{a, &lastA, 1900 * time.Millisecond}, // slot 0 again: nothing
+		{b, &lastB, 1900 * time.Millisecond}, // B's first look: slot 0 already in
+		{a, &lastA, 2100 * time.Millisecond}, // slot 1 on time
+		{b, &lastB, 9 * time.Second},         // down until slot 4: 2 and 3 skipped
+		{a, &lastA, 9500 * time.Millisecond}, // slot 4 already in
 	}
 	for _, s := range steps {
-		s.r.fireDue(t.Context(), cfg, at(s.now), s.fired)
+		*s.last = s.r.fireDue(t.Context(), e, at(s.now), *s.last)
 	}
 	wantA := []Counts{{Enqueued: 3}, {Enqueued: 3}, {AlreadyEnqueued: 3}}
 	wantB := []Counts{{AlreadyEnqueued: 3}, {Enqueued: 3, Skipped: 2}}
@@ -291,5 +308,180 @@ func TestRunReloadAndStop(t *testing.T) {
 		if c.Skipped != 0 || c.Errors != 0 || c.AlreadyEnqueued != 0 {
 			t.Errorf("firing %d: %+v", i, c)
 		}
+	}
+}
+
+// faultHook makes a replica's Redis commands whose arguments contain match
+// fail (the first fail of them) or take delay longer: a Redis blip or a
+// slow link, on the real Redis.
+type faultHook struct {
+	match string
+	fail  atomic.Int64
+	delay time.Duration
+}
+
+func (h *faultHook) DialHook(next redis.DialHook) redis.DialHook { return next }
+
+func (h *faultHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		for _, a := range cmd.Args() {
+			if s, ok := a.(string); !ok || !strings.Contains(s, h.match) {
+				continue
+			}
+			if h.fail.Add(-1) >= 0 {
+				err := errors.New("injected redis blip")
+				cmd.SetErr(err)
+				return err
+			}
+			time.Sleep(h.delay)
+			break
+		}
+		return next(ctx, cmd)
+	}
+}
+
+func (h *faultHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return next
+}
+
+// faulty returns a replica whose commands touching match go through h.
+func (w *world) faulty(obs Observer, h *faultHook) *Runner {
+	w.t.Helper()
+	rdb := w.opt.MakeRedisClient().(*redis.Client)
+	rdb.AddHook(h)
+	w.t.Cleanup(func() { _ = rdb.Close() })
+	return &Runner{Client: asynq.NewClientFromRedisClient(rdb), Redis: rdb, Log: zerolog.Nop(), Clock: SystemClock{}, Observer: obs}
+}
+
+// TestFireRetries: enqueues that fail for a moment are tried again while
+// the slot is current, and the marker is written once all are in.
+func TestFireRetries(t *testing.T) {
+	t.Parallel()
+	w := newWorld(t)
+	e := symbolEntry("blip", time.Hour, 20)
+	slot := e.RawPrev(time.Now())
+	h := &faultHook{match: "sched:blip:"}
+	h.fail.Store(30) // the whole first attempt and half the second
+	c, err := w.faulty(nil, h).Fire(t.Context(), e, slot)
+	if err != nil || c != (Counts{Enqueued: 20}) {
+		t.Fatalf("Fire = %+v, %v; want all 20 enqueued after retries", c, err)
+	}
+	if n := len(w.pendingIDs("default")); n != 20 {
+		t.Errorf("%d tasks, want 20", n)
+	}
+	rdb := w.opt.MakeRedisClient().(redis.UniversalClient)
+	defer rdb.Close()
+	if n, err := rdb.Exists(t.Context(), markerKey("blip", slot)).Result(); err != nil || n != 1 {
+		t.Errorf("marker: %d, %v; want it set", n, err)
+	}
+}
+
+// TestFireGivesUp: a firing that cannot get its tasks in gives up when its
+// time is over, counts the missing tasks as errors and leaves no marker,
+// so another replica still fills the slot.
+func TestFireGivesUp(t *testing.T) {
+	t.Parallel()
+	w := newWorld(t)
+	e := symbolEntry("down", time.Hour, 20)
+	slot := e.RawPrev(time.Now())
+	h := &faultHook{match: "sched:down:"}
+	h.fail.Store(1 << 40)
+	ctx, cancel := context.WithTimeout(t.Context(), time.Second)
+	defer cancel()
+	c, err := w.faulty(nil, h).Fire(ctx, e, slot)
+	if !errors.Is(err, ErrFire) || c != (Counts{Errors: 20}) {
+		t.Fatalf("Fire = %+v, %v; want 20 errors and ErrFire", c, err)
+	}
+	c, err = w.replica(nil, SystemClock{}).Fire(t.Context(), e, slot)
+	if err != nil || c != (Counts{Enqueued: 20}) {
+		t.Errorf("healthy replica: %+v, %v; want all 20 enqueued", c, err)
+	}
+}
+
+// TestFireMarkerOutlivesRetention: the marker of a daily cron slot with a
+// 5m retention is still there two hours after the slot, when a replica
+// starting then takes the slot as current, and until the next day's slot.
+func TestFireMarkerOutlivesRetention(t *testing.T) {
+	t.Parallel()
+	w := newWorld(t)
+	ago := time.Now().UTC().Add(-2 * time.Hour)
+	e := cronEntry(t, fmt.Sprintf("%d %d * * *", ago.Minute(), ago.Hour()), time.UTC, nil)
+	e.Name, e.Queue, e.Retention = "daily", "default", 5*time.Minute
+	slot := e.RawPrev(time.Now())
+	if c, err := w.replica(nil, SystemClock{}).Fire(t.Context(), e, slot); err != nil || c.Enqueued != 1 {
+		t.Fatalf("first firing: %+v, %v", c, err)
+	}
+	if _, err := w.inspector.DeleteAllPendingTasks("default"); err != nil { // as if completed and expired
+		t.Fatal(err)
+	}
+	rdb := w.opt.MakeRedisClient().(redis.UniversalClient)
+	defer rdb.Close()
+	ttl, err := rdb.TTL(t.Context(), markerKey("daily", slot)).Result()
+	if want := time.Until(e.RawNext(slot)); err != nil || ttl < want {
+		t.Errorf("marker TTL %s, %v; want at least %s (until the next slot)", ttl, err, want)
+	}
+	obs := &recorder{}
+	late := w.replica(obs, SystemClock{})
+	if got := late.fireDue(t.Context(), e, time.Now(), time.Time{}); !got.Equal(slot) {
+		t.Errorf("late replica handled %s, want %s", got, slot)
+	}
+	if got := obs.all(); len(got) != 1 || got[0] != (Counts{AlreadyEnqueued: 1}) {
+		t.Errorf("late replica fired %v, want one firing already enqueued", got)
+	}
+}
+
+// runFor runs r on cfg for d of real time and returns once Run has.
+func runFor(t *testing.T, r *Runner, cfg *Config, d time.Duration) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), d)
+	defer cancel()
+	if err := r.Run(ctx, cfg, nil); err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+}
+
+// TestRunSlowEntry: an entry whose firings take two seconds does not make
+// an `every: 1s` entry late or skip slots.
+func TestRunSlowEntry(t *testing.T) {
+	t.Parallel()
+	w := newWorld(t)
+	fast, slow := symbolEntry("fast", time.Second, 1), symbolEntry("slow", 3*time.Second, 100)
+	obs := &recorder{}
+	r := w.faulty(obs, &faultHook{match: "sched:slow:", delay: 40 * time.Millisecond})
+	r.Workers = 2 // 100 enqueues of 40 ms, two at a time: 2 s a firing
+	runFor(t, r, &Config{Entries: []*Entry{slow, fast}}, 5*time.Second)
+
+	got := obs.of("fast")
+	if len(got) < 4 {
+		t.Errorf("fast fired %d times in 5 s, want at least 4: %v", len(got), got)
+	}
+	for i, c := range got {
+		if c != (Counts{Enqueued: 1}) {
+			t.Errorf("fast firing %d: %+v, want 1 enqueued, none skipped", i, c)
+		}
+	}
+	if len(obs.of("slow")) == 0 {
+		t.Error("slow never fired")
+	}
+}
+
+// brokenMarket has no sessions: its calendar ends before every slot.
+type brokenMarket struct{}
+
+func (brokenMarket) Session(time.Time) (time.Time, time.Time, error) {
+	return time.Time{}, time.Time{}, errors.New("beyond the calendar")
+}
+
+// TestRunEntryWithoutSlot: an entry without a next slot turns itself off;
+// the other entries fire on time.
+func TestRunEntryWithoutSlot(t *testing.T) {
+	t.Parallel()
+	w := newWorld(t)
+	evening := cronEntry(t, "0 17 * * *", newYork, brokenMarket{})
+	evening.Name = "evening"
+	obs := &recorder{}
+	runFor(t, w.replica(obs, SystemClock{}), &Config{Entries: []*Entry{symbolEntry("fast", time.Second, 1), evening}}, 3500*time.Millisecond)
+	if got := obs.of("fast"); len(got) < 3 {
+		t.Errorf("fast fired %d times in 3.5 s, want at least 3", len(got))
 	}
 }
