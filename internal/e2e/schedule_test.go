@@ -349,7 +349,10 @@ func TestScheduleRefusesBadFile(t *testing.T) {
 	e := &env{t: t, vars: []string{"LOG_FORMAT=json"}}
 	tests := []struct{ yaml, want string }{
 		{"schedules:\n  - name: us-minute\n    cron: \"* * *\"\n    symbols: [A]\n", `schedule "us-minute": cron: `},
-		{"schedules:\n  - name: us-minute\n    every: 1s\n    symbols: [A]\n    color: red\n", "field color not found"},
+		{"schedules:\n  - name: us-minute\n    every: 1s\n    symbols: [A]\n    color: red\n", `schedule "us-minute": color: unknown field (line 5)`},
+		{"schedules:\n  - name: us-minute\n    every: [1]\n    symbols: [A]\n", `schedule "us-minute": every: want a single value, not a list or mapping (line 3)`},
+		{"schedules:\n  - name: fast\n    every: 2s\n    symbols: [A]\n  - name: evening\n    cron: \"0 17 * * *\"\n    market: XNYS\n    timezone: America/New_York\n    symbols: [B]\n",
+			`schedule "evening": cron: "0 17 * * *" never falls inside an XNYS session`},
 		{"schedules:\n  - name: a\n    every: 1s\n    market: XLON\n    symbols: [A]\n", `schedule "a": market: `},
 	}
 	for i, tc := range tests {

@@ -485,3 +485,44 @@ func TestRunEntryWithoutSlot(t *testing.T) {
 		t.Errorf("fast fired %d times in 3.5 s, want at least 3", len(got))
 	}
 }
+
+// TestRunReloadKeepsUnchanged: a reload keeps the loop of an unchanged
+// entry, replaces that of a changed one without firing its current slot
+// again, and an empty config stops every loop.
+func TestRunReloadKeepsUnchanged(t *testing.T) {
+	t.Parallel()
+	w := newWorld(t)
+	obs := &recorder{}
+	r := w.replica(obs, SystemClock{})
+	loops := map[string]*entryLoop{}
+	r.apply(t.Context(), loops, &Config{Entries: []*Entry{symbolEntry("keep", time.Hour, 1), symbolEntry("change", time.Hour, 1)}})
+	deadline := time.Now().Add(10 * time.Second)
+	for len(obs.all()) < 2 {
+		if time.Now().After(deadline) {
+			t.Fatalf("firings %v after 10s, want 2", obs.all())
+		}
+		time.Sleep(time.Millisecond)
+	}
+	keep := loops["keep"]
+	changed := symbolEntry("change", time.Hour, 2)
+	r.apply(t.Context(), loops, &Config{Entries: []*Entry{symbolEntry("keep", time.Hour, 1), changed}})
+	if loops["keep"] != keep {
+		t.Error("the unchanged entry's loop was replaced")
+	}
+	if loops["change"].entry != changed {
+		t.Error("the changed entry's loop was not replaced")
+	}
+	time.Sleep(200 * time.Millisecond)
+	if got := obs.all(); len(got) != 2 {
+		t.Errorf("firings %v, want the 2 before the reload only", got)
+	}
+	r.apply(t.Context(), loops, &Config{})
+	if len(loops) != 0 {
+		t.Errorf("%d loops left", len(loops))
+	}
+	select {
+	case <-keep.done:
+	default:
+		t.Error("a loop runs on after an empty config")
+	}
+}
