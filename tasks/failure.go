@@ -24,11 +24,13 @@ const (
 	Transient
 	// RateLimited failures (429, or no permit from the RateLimiter: a
 	// ThrottledError) are retried after the server's Retry-After or the
-	// limiter's delay and do not count as failures or use up a retry.
-	// On a task's last attempt they are waited out instead (attemptWait).
+	// limiter's delay and do not count as failures or use up a retry
+	// (see HeaderMaxRetry). On asynq's last attempt of a task without
+	// HeaderMaxRetry they are waited out instead (attemptWait).
 	RateLimited
 	// Permanent failures (unknown symbol, invalid quote, other 4xx, data the
-	// database rejects, bad payload) are archived at once.
+	// database rejects, bad payload, ErrRetriesExhausted) are archived at
+	// once.
 	Permanent
 	// Stale jobs (their deadline passed before they ran, see ErrStale) are
 	// dropped: neither retried nor archived.
@@ -64,6 +66,7 @@ func Classify(err error) Class {
 		return Stale
 	case errors.Is(err, asynq.SkipRetry),
 		errors.Is(err, errBadPayload),
+		errors.Is(err, ErrRetriesExhausted),
 		errors.Is(err, ErrInvalidSymbol),
 		errors.Is(err, ErrUnknownSymbol),
 		errors.Is(err, ErrInvalidQuote),
@@ -95,10 +98,16 @@ func IsFailure(err error) bool { return Classify(err) != RateLimited }
 
 // RetryDelay is asynq's Config.RetryDelayFunc: a rate-limited job waits what
 // the server asked for; any other one backs off exponentially from 1 s
-// (doubling per retry, capped at 10 min) with up to 20% jitter.
-func RetryDelay(n int, err error, _ *asynq.Task) time.Duration {
+// (doubling per retry, capped at 10 min) with up to 20% jitter. A failure
+// that asynq counts past the HeaderMaxRetry of t (a timeout or an expired
+// lease on its last allowed attempt) comes back at once: that attempt only
+// archives it.
+func RetryDelay(n int, err error, t *asynq.Task) time.Duration {
 	if Classify(err) == RateLimited {
 		return rateLimitDelay(err)
+	}
+	if limit, ok := headerMaxRetry(t); ok && n >= limit {
+		return 0
 	}
 	d := backoffMax
 	if n < 20 {
@@ -140,21 +149,29 @@ const MaxSlotWait = time.Second
 const lastAttemptReserve = 5 * time.Second
 
 // attemptWait says how long this attempt may wait in its slot for a permit,
-// and whether it is the task's last allowed attempt. Waiting for the upstream
-// must never archive a task, but asynq archives a task that fails on its last
-// attempt before it asks IsFailure (processor.handleFailedMessage checks
-// Retried >= MaxRetry first), whatever the error. So the last attempt does
-// not return a rate-limited error while its deadline allows: it waits for the
-// permit or the pause in its slot, up to its deadline less a reserve, and
-// sends the request again.
+// and whether it is the last attempt asynq allows. An attempt that is not
+// the last waits at most MaxSlotWait, and at most half the time it has left,
+// so that waiting for a permit does not become a timeout (a failure).
+//
+// Only a task without HeaderMaxRetry meets asynq's last attempt here (one
+// with it has a spare retry that a rate limit never uses; see
+// HeaderMaxRetry). asynq archives a task that fails on its last attempt
+// before it asks IsFailure (processor.handleFailedMessage checks Retried >=
+// MaxRetry first), whatever the error, and waiting for the upstream must
+// never archive a task. So that attempt does not return a rate-limited error
+// while its deadline allows: it waits for the permit or the pause in its
+// slot, up to its deadline less a reserve, and sends the request again.
 func attemptWait(ctx context.Context) (maxWait time.Duration, last bool) {
 	retried, ok1 := asynq.GetRetryCount(ctx)
 	maxRetry, ok2 := asynq.GetMaxRetry(ctx)
 	deadline, ok3 := ctx.Deadline()
-	if !ok1 || !ok2 || !ok3 || retried < maxRetry {
+	if !ok3 {
 		return MaxSlotWait, false
 	}
 	left := time.Until(deadline)
+	if !ok1 || !ok2 || retried < maxRetry {
+		return min(MaxSlotWait, left/2), false
+	}
 	return max(MaxSlotWait, left-min(lastAttemptReserve, left/2)), true
 }
 

@@ -54,15 +54,31 @@ func NewQuoteFetchHandler(quotes QuoteFetcher, store PriceStore, opts ...Handler
 }
 
 // ProcessTask implements asynq.Handler. Permanent failures are returned
-// wrapping asynq.SkipRetry; see Classify.
+// wrapping asynq.SkipRetry; see Classify. For a task that carries
+// HeaderMaxRetry, so are counted failures once its retries are used up
+// (ErrRetriesExhausted).
 func (h *QuoteFetchHandler) ProcessTask(ctx context.Context, t *asynq.Task) error {
-	return finish(h.process(ctx, t))
-}
-
-func (h *QuoteFetchHandler) process(ctx context.Context, t *asynq.Task) error {
 	if err := checkDeadline(t, time.Now()); err != nil {
 		return err // dropped: its successor is due
 	}
+	n, ok := headerMaxRetry(t)
+	if !ok {
+		return finish(h.process(ctx, t))
+	}
+	retried, _ := asynq.GetRetryCount(ctx)
+	ctx, cancel, err := limitAttempt(ctx, n, retried)
+	defer cancel()
+	if err != nil {
+		return err
+	}
+	err = finish(h.process(ctx, t))
+	if retried >= n && Classify(err) == Transient {
+		return exhaustedError{n: n, err: err}
+	}
+	return err
+}
+
+func (h *QuoteFetchHandler) process(ctx context.Context, t *asynq.Task) error {
 	p, err := ParseQuoteFetchPayload(t.Payload())
 	if err != nil {
 		return fmt.Errorf("%w: %w", errBadPayload, err)

@@ -84,14 +84,36 @@ const (
 	frozenForward = time.Hour
 )
 
+// workerOption changes what startWorker runs.
+type workerOption func(*workerConfig)
+
+type workerConfig struct {
+	quoteTimeout time.Duration
+	middleware   []asynq.MiddlewareFunc
+}
+
+// withQuoteTimeout sets the quote client's timeout (default 300 ms).
+func withQuoteTimeout(d time.Duration) workerOption {
+	return func(c *workerConfig) { c.quoteTimeout = d }
+}
+
+// withMiddleware runs mw around the handler.
+func withMiddleware(mw asynq.MiddlewareFunc) workerOption {
+	return func(c *workerConfig) { c.middleware = append(c.middleware, mw) }
+}
+
 // startWorker runs an asynq server on queue, configured like worker/main.go
 // except for the forwarding interval, with the quote-fetch handler talking to
 // apiURL. It is shut down when t ends.
-func (e *env) startWorker(t *testing.T, apiURL, queue string, forward time.Duration) {
+func (e *env) startWorker(t *testing.T, apiURL, queue string, forward time.Duration, opts ...workerOption) {
 	t.Helper()
 	const concurrency = 2
+	cfg := workerConfig{quoteTimeout: 300 * time.Millisecond}
+	for _, o := range opts {
+		o(&cfg)
+	}
 	quotes, err := quote.New(quote.Config{
-		BaseURL: apiURL, APIKey: apiKey, Timeout: 300 * time.Millisecond, MaxConns: concurrency,
+		BaseURL: apiURL, APIKey: apiKey, Timeout: cfg.quoteTimeout, MaxConns: concurrency,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -109,6 +131,7 @@ func (e *env) startWorker(t *testing.T, apiURL, queue string, forward time.Durat
 		DelayedTaskCheckInterval: forward,
 	})
 	mux := asynq.NewServeMux()
+	mux.Use(cfg.middleware...)
 	mux.Handle(tasks.TypeQuoteFetch, tasks.NewQuoteFetchHandler(quotes, e.db))
 	if err := srv.Start(mux); err != nil {
 		t.Fatalf("start asynq server: %v", err)

@@ -79,6 +79,10 @@ type QuoteFetchPayload struct {
 // DefaultTimeout, DefaultMaxRetry and DefaultRetention; opts are applied after
 // them, so a caller's Timeout, MaxRetry or Retention takes precedence, but a
 // MaxRetry under MinMaxRetry or a Timeout under MinTimeout is refused.
+//
+// The caller's MaxRetry n (or DefaultMaxRetry) is carried in HeaderMaxRetry
+// and enforced by the handler; asynq is given MaxRetry(n+1), which is what
+// asynq's views of the task show. See HeaderMaxRetry for why.
 func NewQuoteFetchTask(symbol string, opts ...asynq.Option) (*asynq.Task, error) {
 	return newQuoteFetchTask(symbol, nil, opts)
 }
@@ -88,12 +92,17 @@ func newQuoteFetchTask(symbol string, headers map[string]string, opts []asynq.Op
 	if err != nil {
 		return nil, err
 	}
+	maxRetry := DefaultMaxRetry
 	for _, o := range opts {
 		switch v := o.Value().(type) {
 		case int:
-			if o.Type() == asynq.MaxRetryOpt && v < MinMaxRetry {
+			if o.Type() != asynq.MaxRetryOpt {
+				break
+			}
+			if v < MinMaxRetry {
 				return nil, fmt.Errorf("%w: MaxRetry(%d): want at least %d, so a rate-limited job can be retried", ErrInvalidOption, v, MinMaxRetry)
 			}
+			maxRetry = v // the last one wins, as in asynq
 		case time.Duration:
 			if o.Type() == asynq.TimeoutOpt && v < MinTimeout {
 				return nil, fmt.Errorf("%w: Timeout(%s): want at least %s", ErrInvalidOption, v, MinTimeout)
@@ -104,11 +113,12 @@ func newQuoteFetchTask(symbol string, headers map[string]string, opts []asynq.Op
 	if err != nil {
 		return nil, fmt.Errorf("encode payload: %w", err)
 	}
+	headers, asynqMaxRetry := maxRetryHeaders(headers, maxRetry)
 	all := append([]asynq.Option{
 		asynq.Timeout(DefaultTimeout),
-		asynq.MaxRetry(DefaultMaxRetry),
 		asynq.Retention(DefaultRetention),
 	}, opts...)
+	all = append(all, asynqMaxRetry) // after the caller's: see HeaderMaxRetry
 	return asynq.NewTaskWithHeaders(TypeQuoteFetch, payload, headers, all...), nil
 }
 

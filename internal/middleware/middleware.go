@@ -28,7 +28,8 @@ const (
 )
 
 // Observe logs each job attempt once, when it ends, with its task id, type,
-// symbol, queue, retry count, outcome and duration_ms, and records it with
+// symbol, queue, retry count, the retries its caller allowed (max_retry, see
+// tasks.MaxRetry), outcome and duration_ms, and records it with
 // obs. With reported not nil, it records there each task whose end (archived
 // or stale) its line has logged, so that the asynq logger adapter leaves out
 // asynq's warning saying the same (see logging.Reported).
@@ -42,8 +43,9 @@ func Observe(log zerolog.Logger, obs JobObserver, reported *logging.Reported) as
 			id, _ := asynq.GetTaskID(ctx)
 			queue, _ := asynq.GetQueueName(ctx)
 			retried, _ := asynq.GetRetryCount(ctx)
-			maxRetry, _ := asynq.GetMaxRetry(ctx)
-			outcome := Outcome(err, retried, maxRetry)
+			asynqMaxRetry, _ := asynq.GetMaxRetry(ctx)
+			outcome := Outcome(err, retried, asynqMaxRetry)
+			maxRetry := tasks.MaxRetry(ctx, t) // the caller's, see tasks.HeaderMaxRetry
 			obs.ObserveJob(t.Type(), outcome, d)
 
 			ev := log.Info()
@@ -72,16 +74,21 @@ func Observe(log zerolog.Logger, obs JobObserver, reported *logging.Reported) as
 }
 
 // Outcome says what asynq will do with a job that returned err after
-// retried of maxRetry retries.
-func Outcome(err error, retried, maxRetry int) string {
+// retried retries, asynqMaxRetry being asynq's MaxRetry for the task (one
+// more than its caller allowed for a task with tasks.HeaderMaxRetry, whose
+// handler archives it itself with asynq.SkipRetry once the caller's retries
+// are used up).
+func Outcome(err error, retried, asynqMaxRetry int) string {
 	switch tasks.Classify(err) {
 	case tasks.Success:
 		return OutcomeSuccess
 	case tasks.RateLimited:
 		// asynq archives a task that fails on its last attempt whatever the
-		// error; the handler waits rate limits out on that attempt, so this
-		// is only reached when the attempt's deadline left no room to wait.
-		if retried >= maxRetry {
+		// error. A task with tasks.HeaderMaxRetry never gets there with a
+		// rate limit; for one without, the handler waits rate limits out on
+		// that attempt, so this is only reached when the attempt's deadline
+		// left no room to wait.
+		if retried >= asynqMaxRetry {
 			return OutcomeArchived
 		}
 		return OutcomeRateLimited
@@ -90,7 +97,7 @@ func Outcome(err error, retried, maxRetry int) string {
 	case tasks.Stale:
 		return OutcomeStale
 	}
-	if retried >= maxRetry {
+	if retried >= asynqMaxRetry {
 		return OutcomeArchived
 	}
 	return OutcomeRetry

@@ -40,6 +40,9 @@ func TestOutcome(t *testing.T) {
 		{tasks.ErrUnknownSymbol, 0, 3, OutcomeArchived},
 		{&tasks.StatusError{Code: 429}, 2, 3, OutcomeRateLimited},
 		{&tasks.StatusError{Code: 429}, 3, 3, OutcomeArchived}, // asynq archives on the last attempt
+		// tasks.HeaderMaxRetry 1, so asynq's 2: the last allowed attempt.
+		{&tasks.StatusError{Code: 429}, 1, 2, OutcomeRateLimited},
+		{fmt.Errorf("job: %w", tasks.ErrRetriesExhausted), 1, 2, OutcomeArchived},
 		{&tasks.ThrottledError{RetryAfter: time.Second}, 0, 3, OutcomeRateLimited},
 		{&tasks.StatusError{Code: 503}, 1, 3, OutcomeRetry},
 		{fmt.Errorf("job: %w", tasks.ErrStale), 3, 3, OutcomeStale},
@@ -72,7 +75,9 @@ func TestObserveLogsEachJobOnce(t *testing.T) {
 	if err := json.Unmarshal(lines[0], &ev); err != nil {
 		t.Fatal(err)
 	}
-	for k, want := range map[string]any{"type": tasks.TypeQuoteFetch, "symbol": "GOOG", "outcome": OutcomeArchived, "level": "error"} {
+	want := map[string]any{"type": tasks.TypeQuoteFetch, "symbol": "GOOG", "outcome": OutcomeArchived, "level": "error",
+		"max_retry": float64(tasks.DefaultMaxRetry)} // the caller's limit, not asynq's
+	for k, want := range want {
 		if ev[k] != want {
 			t.Errorf("log field %s = %v, want %v", k, ev[k], want)
 		}
