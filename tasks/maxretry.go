@@ -47,13 +47,28 @@ func MaxRetry(ctx context.Context, t *asynq.Task) int {
 	return n
 }
 
+// AllowedRetries is MaxRetry for a task seen from outside a handler, e.g.
+// through asynq's Inspector: the HeaderMaxRetry in headers, else asynqMax,
+// asynq's own MaxRetry of the task.
+func AllowedRetries(headers map[string]string, asynqMax int) int {
+	if n, ok := parseMaxRetry(headers); ok {
+		return n
+	}
+	return asynqMax
+}
+
 // headerMaxRetry returns the HeaderMaxRetry of t, and whether it carries a
 // readable one.
 func headerMaxRetry(t *asynq.Task) (int, bool) {
 	if t == nil {
 		return 0, false
 	}
-	v, ok := t.Headers()[HeaderMaxRetry]
+	return parseMaxRetry(t.Headers())
+}
+
+// parseMaxRetry reads HeaderMaxRetry from headers.
+func parseMaxRetry(headers map[string]string) (int, bool) {
+	v, ok := headers[HeaderMaxRetry]
 	if !ok {
 		return 0, false
 	}

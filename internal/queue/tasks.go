@@ -57,7 +57,9 @@ type Task struct {
 	NextProcessAt *time.Time `json:"next_process_at,omitempty"`
 	CompletedAt   *time.Time `json:"completed_at,omitempty"`
 	Retried       int        `json:"retried"`
-	MaxRetry      int        `json:"max_retry"`
+	// MaxRetry is the retries the enqueuer allowed (tasks.AllowedRetries),
+	// one fewer than asynq's own figure for tickerq's tasks.
+	MaxRetry int `json:"max_retry"`
 }
 
 // Detail is the one-line detail people want for the task's state: the last
@@ -91,7 +93,7 @@ func NewTask(info *asynq.TaskInfo) Task {
 		State:    info.State.String(),
 		Error:    info.LastErr,
 		Retried:  info.Retried,
-		MaxRetry: info.MaxRetry,
+		MaxRetry: tasks.AllowedRetries(info.Headers, info.MaxRetry),
 	}
 	if info.Type == tasks.TypeQuoteFetch {
 		if p, err := tasks.ParseQuoteFetchPayload(info.Payload); err == nil {
