@@ -27,8 +27,9 @@ func TestParseRate(t *testing.T) {
 		bad   bool
 	}{
 		{in: "", want: ratelimit.Rate{}},
-		{in: "50/s", want: ratelimit.Rate{N: 50, Period: time.Second}, burst: 3},
-		{in: " 600/m ", want: ratelimit.Rate{N: 600, Period: time.Minute}, burst: 30},
+		{in: "50/s", want: ratelimit.Rate{N: 50, Period: time.Second}, burst: 2},
+		{in: " 600/m ", want: ratelimit.Rate{N: 600, Period: time.Minute}, burst: 2},
+		{in: "39/s", want: ratelimit.Rate{N: 39, Period: time.Second}, burst: 1},
 		{in: "1/h", want: ratelimit.Rate{N: 1, Period: time.Hour}, burst: 1},
 		{in: "50", bad: true},
 		{in: "50/d", bad: true},

