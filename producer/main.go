@@ -1,8 +1,10 @@
-// Command producer enqueues quote-fetch jobs for stock symbols and reports on
-// the queues that hold them: `producer enqueue`, `producer stats`,
-// `producer wait`, and `producer ui`, which serves the asynqmon web UI. Data
-// goes to stdout, errors and logs to stderr; it exits 0 on success, 1 on a
-// runtime failure and 2 on bad usage or invalid input.
+// Command producer enqueues quote-fetch jobs for stock symbols, by hand
+// (`producer enqueue`) or on a timetable (`producer schedule`, with the
+// market calendar of `producer sessions`), and reports on and acts on the
+// queues that hold them: `producer stats`, `producer wait`, `producer tasks`,
+// `producer pause` / `unpause`, and `producer ui`, which serves the asynqmon
+// web UI. Data goes to stdout, errors and logs to stderr; it exits 0 on
+// success, 1 on a runtime failure and 2 on bad usage or invalid input.
 package main
 
 import (
@@ -41,8 +43,10 @@ func rootCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "producer",
 		Short: "Enqueue quote-fetch jobs and watch their queues",
-		Long: `producer enqueues quote-fetch jobs for stock symbols in Redis and reports
-on the asynq queues that hold them; ui serves the asynqmon web UI over them.
+		Long: `producer enqueues quote-fetch jobs for stock symbols in Redis, by hand
+(enqueue) or on a timetable (schedule, with the market calendar of sessions),
+and reports on and acts on the asynq queues that hold them (stats, wait,
+tasks, pause, unpause); ui serves the asynqmon web UI over them.
 
 Environment: REDIS_URL (default ` + config.DefaultRedisURL + `; redis://,
 rediss://, redis-socket:// or redis-sentinel://), LOG_LEVEL, LOG_FORMAT.
