@@ -461,8 +461,8 @@ func TestUIServesAndStops(t *testing.T) {
 			checks: []check{{"GET", "/", 200}, {"GET", "/api/queues", 200}},
 		},
 		{
-			name:    "all interfaces without auth",
-			args:    []string{"--addr", "0.0.0.0:0"},
+			name:    "all interfaces without auth, explicitly insecure",
+			args:    []string{"--addr", "0.0.0.0:0", "--insecure-no-auth"},
 			checks:  []check{{"GET", "/", 200}},
 			exposed: true,
 		},
@@ -533,6 +533,10 @@ func TestUIUsageErrors(t *testing.T) {
 		{"bad UI_ADDR", []string{"UI_ADDR=nonsense"}, nil, "nonsense"},
 		{"bad UI_READ_ONLY", []string{"UI_READ_ONLY=maybe"}, []string{"--addr", "127.0.0.1:0"}, "UI_READ_ONLY"},
 		{"argument", nil, []string{"--addr", "127.0.0.1:0", "extra"}, "extra"},
+		{"all interfaces without auth", nil, []string{"--addr", "0.0.0.0:0"}, "--insecure-no-auth"},
+		{"empty host without auth", nil, []string{"--addr", ":0"}, "UI_PASSWORD"},
+		{"IPv6 any without auth", nil, []string{"--addr", "[::]:0"}, "--insecure-no-auth"},
+		{"host name without auth", []string{"UI_ADDR=example.com:0"}, nil, "not loopback"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

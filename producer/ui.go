@@ -29,8 +29,9 @@ const (
 )
 
 type uiFlags struct {
-	addr     string
-	readOnly bool
+	addr           string
+	readOnly       bool
+	insecureNoAuth bool
 }
 
 func uiCmd(g *globals) *cobra.Command {
@@ -48,8 +49,10 @@ SIGINT or SIGTERM, then exits 0.
 
 Environment: UI_ADDR; UI_READ_ONLY=true for --read-only; UI_USER and
 UI_PASSWORD (both or neither) require HTTP basic auth. Without them anyone who
-can reach the port controls the queues: keep the default loopback address,
-or set UI_USER and UI_PASSWORD and put the UI behind TLS.`,
+can reach the port controls the queues, so on an address other than loopback
+(127.0.0.0/8, ::1, localhost) ui refuses to start, exit 2, unless
+--insecure-no-auth is given (then it only warns): keep the default loopback
+address, or set UI_USER and UI_PASSWORD and put the UI behind TLS.`,
 		Example: `  producer ui
   UI_USER=ops UI_PASSWORD=... producer ui --addr 0.0.0.0:8080 --read-only`,
 		Args: cobra.NoArgs,
@@ -60,6 +63,7 @@ or set UI_USER and UI_PASSWORD and put the UI behind TLS.`,
 	fl := cmd.Flags()
 	fl.StringVar(&f.addr, "addr", cli.Env(config.EnvUIAddr, config.DefaultUIAddr), "host:port to listen on; port 0 picks a free one (UI_ADDR)")
 	fl.BoolVar(&f.readOnly, "read-only", false, "look, but do not change tasks or queues (UI_READ_ONLY=true)")
+	fl.BoolVar(&f.insecureNoAuth, "insecure-no-auth", false, "serve beyond loopback without UI_USER and UI_PASSWORD: anyone who can reach the port controls the queues")
 	return cmd
 }
 
@@ -79,6 +83,9 @@ func runUI(cmd *cobra.Command, g *globals, f *uiFlags) error {
 	user, password := os.Getenv(config.EnvUIUser), os.Getenv(config.EnvUIPassword)
 	if (user == "") != (password == "") {
 		return cli.Usagef("%s and %s: set both to require basic auth, or neither", config.EnvUIUser, config.EnvUIPassword)
+	}
+	if err := checkExposure(f.addr, user != "", f.insecureNoAuth); err != nil {
+		return err
 	}
 	e, err := g.load(cmd)
 	if err != nil {
@@ -152,6 +159,22 @@ func checkListenAddr(addr string) error {
 		return cli.Usagef("--addr %q: port must be a number from 0 to 65535", addr)
 	}
 	return nil
+}
+
+// checkExposure refuses to serve without basic auth on an address other
+// than loopback, where anyone who can reach the port could change the
+// queues, unless insecureNoAuth says that is wanted. An empty host means
+// every interface.
+func checkExposure(addr string, auth, insecureNoAuth bool) error {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return cli.Usagef("--addr %q: want host:port, e.g. %s", addr, config.DefaultUIAddr)
+	}
+	if auth || insecureNoAuth || (host != "" && ui.IsLoopbackHost(host)) {
+		return nil
+	}
+	return cli.Usagef("--addr %s is not loopback and the web UI would have no authentication: set %s and %s, listen on 127.0.0.1, or pass --insecure-no-auth",
+		addr, config.EnvUIUser, config.EnvUIPassword)
 }
 
 // warnExposure warns loudly when the UI listens beyond loopback without
