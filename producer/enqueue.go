@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/hibiken/asynq"
@@ -18,9 +20,18 @@ import (
 	"github.com/tickerq/tickerq/tasks"
 )
 
-// maxFailureLines caps the per-symbol failure lines on stderr; the final
-// error line still counts them all.
+// maxFailureLines caps the per-task failure lines on stderr of the task
+// operations; their final error line still counts them all.
 const maxFailureLines = 10
+
+// Bounds of what enqueue writes on stderr, so that no line grows with the
+// input: the error text of one symbol, a shown symbol, and how many symbols
+// the closing line names.
+const (
+	maxErrText      = 200
+	maxSymbolText   = 40
+	maxNamedInError = 10
+)
 
 // clockSkew is how far in the past --at may be and still be taken (to run
 // at once): the clocks of this host and of whoever chose the time may
@@ -28,14 +39,16 @@ const maxFailureLines = 10
 const clockSkew = 5 * time.Second
 
 type enqueueFlags struct {
-	queue    string
-	in       time.Duration
-	at       string
-	unique   time.Duration
-	maxRetry int
-	timeout  time.Duration
-	file     string
-	json     bool
+	queue      string
+	in         time.Duration
+	at         string
+	unique     time.Duration
+	maxRetry   int
+	timeout    time.Duration
+	file       string
+	json       bool
+	failedFile string
+	idPrefix   string
 }
 
 func enqueueCmd(g *globals) *cobra.Command {
@@ -49,7 +62,23 @@ names each bad one, enqueues nothing and exits 2.
 
 It prints one line per task: ID<TAB>SYMBOL<TAB>QUEUE, or with --json one
 object per line: {"id":...,"symbol":...,"queue":...}. With --unique, a symbol
-that already has a task is skipped with a line on stderr.
+that already has a task is skipped with a line on stderr. With more than 10
+invalid symbols each is named on its own stderr line.
+
+Each symbol ends enqueued, failed (certainly not in Redis: no connection, or
+an error from Redis) or unknown (the connection was lost mid-call: the task
+may be in Redis). Every failed and unknown symbol gets a stderr line, or
+with --failed-file F is written to F, one a line, ready for --file F; after a
+lost connection no more symbols are tried (they are failed). Exit 0 when all
+are enqueued (or skipped, or already enqueued), 1 when any failed or is
+unknown.
+
+--id-prefix P gives each task the ID P:SYMBOL, so a re-run (of F, say)
+reports a symbol already in Redis as "already enqueued" on stderr instead
+of fetching it twice. The ID stays taken while asynq keeps the task: until
+it is processed, then for its retention (24 h by default), so the same
+prefix cannot enqueue a symbol again within that time; use a prefix per
+run, e.g. the date.
 
 On stderr it also says when delayed tasks (--in, --at) will run, warns when no
 running worker serves the queue (the tasks then wait until one does), and,
@@ -58,7 +87,9 @@ when stderr is a terminal, shows the progress of a --file enqueue.`,
   producer enqueue --queue critical --unique 1h --json GOOG
   producer enqueue --file examples/watchlist.txt
   producer enqueue --at 2030-01-02T15:04:05Z --queue low GOOG
-  cut -d, -f1 watchlist.csv | producer enqueue --file -`,
+  cut -d, -f1 watchlist.csv | producer enqueue --file -
+  producer enqueue --id-prefix run-2026-12-01 --file big.txt --failed-file left.txt
+  producer enqueue --id-prefix run-2026-12-01 --file left.txt`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return runEnqueue(cmd, g, &f, args)
 		},
@@ -72,6 +103,8 @@ when stderr is a terminal, shows the progress of a --file enqueue.`,
 	fl.DurationVar(&f.timeout, "timeout", 0, "time limit of one attempt, at least 1s (default from the task: 30s)")
 	fl.StringVar(&f.file, "file", "", "read symbols from this file, one a line ('-' is stdin); combined with arguments")
 	fl.BoolVar(&f.json, "json", false, "print one JSON object per task")
+	fl.StringVar(&f.failedFile, "failed-file", "", "write each failed or unknown symbol to this file, one a line, instead of a stderr line each")
+	fl.StringVar(&f.idPrefix, "id-prefix", "", "give each task the ID PREFIX:SYMBOL, so that a re-run reports \"already enqueued\" instead of enqueueing twice")
 	return cmd
 }
 
@@ -88,16 +121,31 @@ func runEnqueue(cmd *cobra.Command, g *globals, f *enqueueFlags, args []string) 
 	if len(raw) == 0 {
 		return cli.Usagef("no symbols given: pass them as arguments or with --file")
 	}
+	errOut := cmd.ErrOrStderr()
 	symbols, err := queue.Validate(raw)
 	if err != nil {
-		return cli.Usage(err)
+		return invalidSymbols(errOut, err)
+	}
+	var failedOut *os.File
+	if f.failedFile != "" {
+		// Created now, so a bad path is found before anything is enqueued.
+		failedOut, err = os.Create(f.failedFile)
+		if err != nil {
+			return cli.Usagef("--failed-file: %w", err)
+		}
+		defer failedOut.Close()
 	}
 	e, err := g.load(cmd)
 	if err != nil {
 		return err
 	}
 
-	client := asynq.NewClient(e.redis)
+	rc, err := queue.NewRedisClient(e.redis)
+	if err != nil {
+		return cli.Usage(err)
+	}
+	defer rc.Close()
+	client := asynq.NewClientFromRedisClient(rc) // closes nothing of rc
 	defer client.Close()
 	if err := client.Ping(); err != nil {
 		return fmt.Errorf("connect to redis: %w", err)
@@ -107,24 +155,22 @@ func runEnqueue(cmd *cobra.Command, g *globals, f *enqueueFlags, args []string) 
 	start := time.Now()
 	// Progress only for --file: a few symbols on the command line are
 	// done before anyone could read it.
-	errOut := cmd.ErrOrStderr()
 	line := progress.NewLine(errOut, f.file != "" && progress.IsTerminal(errOut))
 	counter := progress.NewCounter(line, "enqueue", len(symbols))
-	results, enqErr := queue.EnqueueEach(ctx, client, symbols, opts, 0, func(queue.Result) { counter.Add(1) })
+	results, enqErr := queue.EnqueueAll(ctx, client, symbols, queue.EnqueueConfig{
+		Options: opts, IDPrefix: f.idPrefix, Each: func(queue.Result) { counter.Add(1) },
+	})
 	counter.Finish()
-	enqueued, skipped := 0, 0
+	var n [queue.Unknown + 1]int
 	for _, r := range results {
-		switch {
-		case r.Err == nil:
-			enqueued++
-		case r.Skipped():
-			skipped++
-		}
+		n[r.Outcome]++
 	}
-	e.log.Debug().Int("enqueued", enqueued).Int("skipped", skipped).Int("symbols", len(symbols)).
+	enqueued := n[queue.Enqueued]
+	e.log.Debug().Int("enqueued", enqueued).Int("already", n[queue.AlreadyEnqueued]).Int("skipped", n[queue.Skipped]).
+		Int("failed", n[queue.Failed]).Int("unknown", n[queue.Unknown]).Int("symbols", len(symbols)).
 		Dur("elapsed_ms", time.Since(start)).Msg("enqueue done")
 
-	if err := f.print(cmd.OutOrStdout(), errOut, results); err != nil {
+	if err := f.print(cmd.OutOrStdout(), errOut, failedOut, results); err != nil {
 		return err
 	}
 	if enqueued > 0 {
@@ -134,9 +180,66 @@ func runEnqueue(cmd *cobra.Command, g *globals, f *enqueueFlags, args []string) 
 		warnUnserved(e, errOut, f.queue)
 	}
 	if enqErr != nil {
-		return interrupted(ctx, enqErr)
+		return interrupted(ctx, f.notEnqueued(n[queue.Failed], n[queue.Unknown], len(symbols)))
 	}
 	return nil
+}
+
+// notEnqueued is the closing error when symbols failed or are unknown.
+func (f *enqueueFlags) notEnqueued(failed, unknown, total int) error {
+	where := "each named above"
+	if f.failedFile != "" {
+		where = "listed in " + f.failedFile
+	}
+	msg := fmt.Sprintf("%d of %d symbols not enqueued: %d failed (not in redis), %d unknown (connection lost mid-call: may be in redis); %s",
+		failed+unknown, total, failed, unknown, where)
+	switch {
+	case unknown > 0 && f.idPrefix != "":
+		msg += fmt.Sprintf("; a re-run with --id-prefix %s reports those in redis as already enqueued", f.idPrefix)
+	case unknown > 0:
+		msg += "; re-running the unknown ones may fetch some twice (use --id-prefix to make re-runs safe)"
+	}
+	return fmt.Errorf("%s: %w", msg, queue.ErrEnqueue)
+}
+
+// invalidSymbols reports Validate's error: as one line naming each bad
+// symbol when there are few, else one line per bad symbol and a closing
+// line of bounded length that names the first few and counts them all.
+func invalidSymbols(errOut io.Writer, err error) error {
+	var inv *queue.InvalidSymbolsError
+	if !errors.As(err, &inv) || len(inv.Symbols) <= maxNamedInError {
+		return cli.Usage(err)
+	}
+	w := bufio.NewWriter(errOut)
+	for _, s := range inv.Symbols {
+		fmt.Fprintf(w, "producer: invalid symbol: %s\n", shortSymbol(s))
+	}
+	if err := w.Flush(); err != nil {
+		return fmt.Errorf("write stderr: %w", err)
+	}
+	names := make([]string, maxNamedInError)
+	for i := range names {
+		names[i] = shortSymbol(inv.Symbols[i])
+	}
+	return cli.Usagef("%d invalid symbols, each named above (%s, ...); nothing enqueued: %w",
+		len(inv.Symbols), strings.Join(names, ", "), tasks.ErrInvalidSymbol)
+}
+
+// shortSymbol shows s quoted, cut to maxSymbolText bytes with its length.
+func shortSymbol(s string) string {
+	if len(s) <= maxSymbolText {
+		return strconv.Quote(s)
+	}
+	return fmt.Sprintf("%s... (%d bytes)", strconv.Quote(s[:maxSymbolText]), len(s))
+}
+
+// shortErr is err's text cut to maxErrText bytes.
+func shortErr(err error) string {
+	msg := strings.Join(strings.Fields(err.Error()), " ")
+	if len(msg) > maxErrText {
+		msg = msg[:maxErrText] + "..."
+	}
+	return msg
 }
 
 // options turns the flags into asynq options, checking each against now.
@@ -220,25 +323,37 @@ func (f *enqueueFlags) readSymbols(cmd *cobra.Command, args []string) ([]string,
 }
 
 // print writes the enqueued tasks to out in input order, and a line per
-// skipped duplicate and per failure (up to maxFailureLines) to errOut.
-func (f *enqueueFlags) print(out, errOut io.Writer, results []queue.Result) error {
+// skipped duplicate and already enqueued task to errOut. Each failed and
+// unknown symbol gets a line on errOut, or, if failedOut is not nil, is
+// written to it, one a line, failed ones first.
+func (f *enqueueFlags) print(out, errOut io.Writer, failedOut *os.File, results []queue.Result) error {
 	w := bufio.NewWriterSize(out, 64*1024)
 	ew := bufio.NewWriter(errOut)
 	enc := json.NewEncoder(w)
-	failures := 0
+	var failed, unknown []string
 	for _, r := range results {
-		switch {
-		case r.Err == nil && f.json:
-			if err := enc.Encode(taskLine{ID: r.ID, Symbol: r.Symbol, Queue: r.Queue}); err != nil {
-				return fmt.Errorf("write output: %w", err)
+		switch r.Outcome {
+		case queue.Enqueued:
+			if f.json {
+				if err := enc.Encode(taskLine{ID: r.ID, Symbol: r.Symbol, Queue: r.Queue}); err != nil {
+					return fmt.Errorf("write output: %w", err)
+				}
+			} else {
+				fmt.Fprintf(w, "%s\t%s\t%s\n", r.ID, r.Symbol, r.Queue)
 			}
-		case r.Err == nil:
-			fmt.Fprintf(w, "%s\t%s\t%s\n", r.ID, r.Symbol, r.Queue)
-		case r.Skipped():
+		case queue.AlreadyEnqueued:
+			fmt.Fprintf(ew, "producer: already enqueued: %s: task %s exists in queue %s\n", r.Symbol, r.ID, r.Queue)
+		case queue.Skipped:
 			fmt.Fprintf(ew, "producer: skipped %s: a unique task for it already exists in queue %s\n", r.Symbol, r.Queue)
-		default:
-			if failures++; failures <= maxFailureLines {
-				fmt.Fprintf(ew, "producer: not enqueued: %s: %v\n", r.Symbol, r.Err)
+		case queue.Failed:
+			failed = append(failed, r.Symbol)
+			if failedOut == nil {
+				fmt.Fprintf(ew, "producer: not enqueued: %s: %s\n", r.Symbol, shortErr(r.Err))
+			}
+		case queue.Unknown:
+			unknown = append(unknown, r.Symbol)
+			if failedOut == nil {
+				fmt.Fprintf(ew, "producer: unknown, may be enqueued: %s: %s\n", r.Symbol, shortErr(r.Err))
 			}
 		}
 	}
@@ -248,7 +363,32 @@ func (f *enqueueFlags) print(out, errOut io.Writer, results []queue.Result) erro
 	if err := ew.Flush(); err != nil {
 		return fmt.Errorf("write stderr: %w", err)
 	}
+	if failedOut != nil {
+		if err := writeFailed(failedOut, failed, unknown); err != nil {
+			return fmt.Errorf("--failed-file: %w", err)
+		}
+	}
 	return nil
+}
+
+// writeFailed writes the failed, then the unknown symbols to file, one a
+// line; a comment line (which --file skips) says where the unknown ones
+// start.
+func writeFailed(file *os.File, failed, unknown []string) error {
+	w := bufio.NewWriter(file)
+	for _, s := range failed {
+		fmt.Fprintln(w, s)
+	}
+	if len(unknown) > 0 {
+		fmt.Fprintln(w, "# unknown: the connection was lost mid-call, so these may be enqueued already")
+		for _, s := range unknown {
+			fmt.Fprintln(w, s)
+		}
+	}
+	if err := w.Flush(); err != nil {
+		return err
+	}
+	return file.Close()
 }
 
 // taskLine is one line of `enqueue --json`.

@@ -4,11 +4,15 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"maps"
+	"regexp"
 	"slices"
 	"strings"
+	"sync/atomic"
 
 	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/tickerq/tickerq/tasks"
@@ -21,43 +25,106 @@ const DefaultWorkers = 64
 // DefaultQueue is asynq's queue when no asynq.Queue option is given.
 const DefaultQueue = "default"
 
-// ErrEnqueue is returned, wrapped, when some tasks could not be enqueued.
+// ErrEnqueue is returned, wrapped, when some tasks could not be enqueued
+// or may not have been.
 var ErrEnqueue = errors.New("tasks not enqueued")
+
+// ErrNotAttempted is the error of a symbol Enqueue did not try, because an
+// earlier one lost the connection to Redis or ctx was done.
+var ErrNotAttempted = errors.New("not attempted")
+
+// EnqueueOutcome is what became of one symbol.
+type EnqueueOutcome int
+
+// The outcomes of Enqueue.
+const (
+	// Enqueued: the task is in Redis under Result.ID.
+	Enqueued EnqueueOutcome = iota
+	// AlreadyEnqueued: a task with the same ID (EnqueueConfig.IDPrefix)
+	// exists, so none was added (asynq.ErrTaskIDConflict).
+	AlreadyEnqueued
+	// Skipped: a unique task for the symbol exists (asynq.Unique,
+	// asynq.ErrDuplicateTask).
+	Skipped
+	// Failed: the task certainly was not enqueued: it was not tried, no
+	// connection could be made, or Redis answered with an error.
+	Failed
+	// Unknown: the connection was lost mid-call; the task may exist.
+	Unknown
+)
+
+var outcomeNames = [...]string{"enqueued", "already enqueued", "skipped", "failed", "unknown"}
+
+func (o EnqueueOutcome) String() string {
+	if o < 0 || int(o) >= len(outcomeNames) {
+		return fmt.Sprintf("EnqueueOutcome(%d)", int(o))
+	}
+	return outcomeNames[o]
+}
 
 // Result is the outcome of enqueueing one symbol.
 type Result struct {
-	ID     string // task ID; empty unless enqueued
-	Symbol string // symbol as passed to Enqueue
-	Queue  string // queue the task went to, or would have
-	Err    error  // nil if enqueued; wraps asynq.ErrDuplicateTask if skipped
+	ID      string         // task ID; empty unless enqueued, or when IDPrefix gives it
+	Symbol  string         // symbol as passed to Enqueue
+	Queue   string         // queue the task went to, or would have
+	Outcome EnqueueOutcome // what became of it
+	Err     error          // nil if enqueued; wraps asynq.ErrDuplicateTask if skipped
 }
 
 // Skipped reports whether the task was not enqueued because a unique task
 // for the same symbol already exists (see asynq.Unique).
 func (r Result) Skipped() bool { return errors.Is(r.Err, asynq.ErrDuplicateTask) }
 
+// EnqueueConfig is how EnqueueAll enqueues.
+type EnqueueConfig struct {
+	// Options are given to every task.
+	Options []asynq.Option
+	// Workers is how many enqueues are kept in flight (DefaultWorkers if
+	// <= 0).
+	Workers int
+	// IDPrefix, if set, gives each task the ID TaskID(IDPrefix, symbol), so
+	// that enqueueing a symbol again reports AlreadyEnqueued while the first
+	// task is retained, instead of adding a second one. Check it with
+	// CheckIDPrefix.
+	IDPrefix string
+	// Each, if not nil, is called with every symbol's Result as soon as it
+	// is known (to show progress), from several goroutines at once; it must
+	// not block for long.
+	Each func(Result)
+}
+
 // Enqueue enqueues one tasks.TypeQuoteFetch task per symbol with opts,
 // keeping up to workers enqueues in flight (DefaultWorkers if workers <= 0).
-// Results are in input order.
-//
-// Repeats of a symbol are enqueued one after another in input order, so
-// under asynq.Unique the first goes in and the later ones are reported as
-// skipped (Result.Skipped); a skip is not an error. Any other failure is
-// recorded in its Result too, the remaining symbols are still enqueued, and
-// Enqueue then returns an error wrapping ErrEnqueue. Once ctx is done no
-// more tasks are enqueued.
+// Results are in input order. See EnqueueAll.
 func Enqueue(ctx context.Context, client *asynq.Client, symbols []string, opts []asynq.Option, workers int) ([]Result, error) {
-	return EnqueueEach(ctx, client, symbols, opts, workers, nil)
+	return EnqueueAll(ctx, client, symbols, EnqueueConfig{Options: opts, Workers: workers})
 }
 
 // EnqueueEach is Enqueue that also calls each, if not nil, with every
-// symbol's Result as soon as it is known (to show progress). each is called
-// from several goroutines at once and must not block for long.
+// symbol's Result as soon as it is known (see EnqueueConfig.Each).
 func EnqueueEach(ctx context.Context, client *asynq.Client, symbols []string, opts []asynq.Option, workers int, each func(Result)) ([]Result, error) {
+	return EnqueueAll(ctx, client, symbols, EnqueueConfig{Options: opts, Workers: workers, Each: each})
+}
+
+// EnqueueAll enqueues one tasks.TypeQuoteFetch task per symbol as cfg says
+// and returns one Result per symbol, in input order.
+//
+// Repeats of a symbol are enqueued one after another in input order, so
+// under asynq.Unique the first goes in and the later ones are Skipped (and
+// with an IDPrefix, AlreadyEnqueued); neither is an error. A symbol whose
+// call fails is Failed when the task certainly was not created, Unknown
+// when the connection was lost mid-call. Telling the two apart needs a
+// client made with asynq.NewClientFromRedisClient over NewRedisClient;
+// with any other client every error from Redis is Unknown. After the first
+// lost connection, and once ctx is done, no more symbols are tried: they
+// are Failed with ErrNotAttempted. EnqueueAll returns an error wrapping
+// ErrEnqueue if any symbol is Failed or Unknown.
+func EnqueueAll(ctx context.Context, client *asynq.Client, symbols []string, cfg EnqueueConfig) ([]Result, error) {
+	workers := cfg.Workers
 	if workers <= 0 {
 		workers = DefaultWorkers
 	}
-	queue := queueOf(opts)
+	e := enqueuer{client: client, opts: cfg.Options, queue: queueOf(cfg.Options), idPrefix: cfg.IDPrefix}
 	results := make([]Result, len(symbols))
 
 	next, repeat := chains(symbols)
@@ -70,14 +137,14 @@ func EnqueueEach(ctx context.Context, client *asynq.Client, symbols []string, op
 		}
 		chain := func() error {
 			for j := i; j >= 0; j = next[j] {
-				results[j] = enqueueOne(ctx, client, symbols[j], queue, opts)
-				if each != nil {
-					each(results[j])
+				results[j] = e.one(ctx, symbols[j])
+				if cfg.Each != nil {
+					cfg.Each(results[j])
 				}
 			}
 			return nil
 		}
-		if ctx.Err() != nil {
+		if ctx.Err() != nil || e.broken.Load() {
 			_ = chain() // fails at once; no need for a goroutine
 			continue
 		}
@@ -85,41 +152,147 @@ func EnqueueEach(ctx context.Context, client *asynq.Client, symbols []string, op
 	}
 	_ = g.Wait() // the chains report through results
 
-	var failed int
+	var failed, unknown int
 	var first *Result
 	for i := range results {
-		if r := &results[i]; r.Err != nil && !r.Skipped() {
-			failed++
+		if r := &results[i]; r.Outcome == Failed || r.Outcome == Unknown {
+			if r.Outcome == Failed {
+				failed++
+			} else {
+				unknown++
+			}
 			if first == nil {
 				first = r
 			}
 		}
 	}
-	if failed > 0 {
-		return results, fmt.Errorf("%w: %d of %d (first: %s: %w)", ErrEnqueue, failed, len(symbols), first.Symbol, first.Err)
+	if first != nil {
+		return results, fmt.Errorf("%w: %d of %d (%d failed, %d unknown; first: %s: %w)",
+			ErrEnqueue, failed+unknown, len(symbols), failed, unknown, first.Symbol, first.Err)
 	}
 	return results, nil
 }
 
-func enqueueOne(ctx context.Context, client *asynq.Client, sym, queue string, opts []asynq.Option) Result {
-	r := Result{Symbol: sym, Queue: queue}
+// enqueuer enqueues the symbols of one EnqueueAll.
+type enqueuer struct {
+	client   *asynq.Client
+	opts     []asynq.Option
+	queue    string
+	idPrefix string
+	broken   atomic.Bool // a connection was lost or refused: try no more
+}
+
+func (e *enqueuer) one(ctx context.Context, sym string) Result {
+	r := Result{Symbol: sym, Queue: e.queue, Outcome: Failed}
 	if err := ctx.Err(); err != nil {
-		r.Err = err
+		r.Err = fmt.Errorf("%w: %w", ErrNotAttempted, err)
 		return r
+	}
+	if e.broken.Load() {
+		r.Err = fmt.Errorf("%w: the connection to redis was lost earlier", ErrNotAttempted)
+		return r
+	}
+	opts := e.opts
+	if e.idPrefix != "" {
+		norm, err := tasks.NormalizeSymbol(sym)
+		if err != nil {
+			r.Err = err
+			return r
+		}
+		r.ID = TaskID(e.idPrefix, norm)
+		opts = append(opts[:len(opts):len(opts)], asynq.TaskID(r.ID))
 	}
 	task, err := tasks.NewQuoteFetchTask(sym, opts...)
 	if err != nil {
 		r.Err = err
 		return r
 	}
-	info, err := client.EnqueueContext(ctx, task)
-	if err != nil {
-		r.Err = err
-		return r
+	callCtx, rec := withRecord(ctx)
+	info, err := e.client.EnqueueContext(callCtx, task)
+	switch {
+	case err == nil:
+		r.ID, r.Queue, r.Outcome = info.ID, info.Queue, Enqueued
+	case errors.Is(err, asynq.ErrTaskIDConflict):
+		r.Outcome, r.Err = AlreadyEnqueued, err
+	case errors.Is(err, asynq.ErrDuplicateTask):
+		r.Outcome, r.Err = Skipped, err
+	default:
+		r.Outcome, r.Err = classify(rec, err), err
+		if connectionLost(rec) {
+			e.broken.Store(true)
+		}
 	}
-	r.ID, r.Queue = info.ID, info.Queue
 	return r
 }
+
+// classify tells from what one enqueue sent whether its error certainly
+// means no task was created.
+func classify(rec *callRecord, err error) EnqueueOutcome {
+	sent, cmd, last := rec.last()
+	switch {
+	case sent == 0:
+		// Nothing reached go-redis: asynq refused the task (or the client
+		// has no recordHook, and then err says nothing certain).
+		if errors.Is(err, redis.ErrClosed) || !isRedisTrouble(err) {
+			return Failed
+		}
+		return Unknown
+	case last == nil:
+		// Every command succeeded and asynq still failed: it did not like
+		// a reply. Whatever it was, the script may have run.
+		return Unknown
+	case cmd == "sadd":
+		// asynq registers the queue before it runs the enqueue script: if
+		// that fails, the script was never sent.
+		return Failed
+	case notSent(last):
+		return Failed
+	default:
+		return Unknown
+	}
+}
+
+// connectionLost reports whether the last command of rec ended without an
+// answer from Redis: further commands would likely fail the same way.
+func connectionLost(rec *callRecord) bool {
+	sent, _, last := rec.last()
+	if sent == 0 || last == nil {
+		return false
+	}
+	var reply redis.Error
+	return !errors.As(last, &reply)
+}
+
+// isRedisTrouble reports whether err looks like it came from talking to
+// Redis, as asynq words such errors, when no command was recorded.
+func isRedisTrouble(err error) bool {
+	msg := err.Error()
+	return strings.Contains(msg, "redis") || strings.Contains(msg, "connection") || errors.Is(err, io.EOF)
+}
+
+// MaxIDPrefixLen is the longest --id-prefix CheckIDPrefix accepts.
+const MaxIDPrefixLen = 64
+
+var idPrefixRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]*(:[A-Za-z0-9][A-Za-z0-9._-]*)*$`)
+
+// CheckIDPrefix reports whether p can prefix task IDs: 1 to
+// MaxIDPrefixLen letters, digits, '.', '_' and '-', in parts joined by ':';
+// not starting with "sched:", the prefix of the scheduler's IDs.
+func CheckIDPrefix(p string) error {
+	switch {
+	case p == "" || len(p) > MaxIDPrefixLen:
+		return fmt.Errorf("id prefix %q: want 1 to %d characters", p, MaxIDPrefixLen)
+	case !idPrefixRE.MatchString(p):
+		return fmt.Errorf("id prefix %q: want letters, digits, '.', '_' and '-', in parts joined by ':'", p)
+	case p == "sched" || strings.HasPrefix(p, "sched:"):
+		return fmt.Errorf("id prefix %q: sched: is kept for the scheduler's task IDs", p)
+	}
+	return nil
+}
+
+// TaskID is the ID of symbol's task under prefix: prefix ":" symbol. symbol
+// must be normalized (tasks.NormalizeSymbol).
+func TaskID(prefix, symbol string) string { return prefix + ":" + symbol }
 
 // chains links each symbol to its next occurrence (next[i], or -1) and marks
 // every occurrence after the first as a repeat. Symbols are compared
