@@ -8,8 +8,11 @@ import (
 	"errors"
 	"fmt"
 	stdlog "log"
+	"net/http"
+	"net/url"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
@@ -29,6 +32,7 @@ import (
 	"github.com/tickerq/tickerq/internal/postgres"
 	"github.com/tickerq/tickerq/internal/quote"
 	"github.com/tickerq/tickerq/internal/ratelimit"
+	"github.com/tickerq/tickerq/internal/startup"
 	"github.com/tickerq/tickerq/tasks"
 )
 
@@ -49,11 +53,18 @@ On a signal it stops fetching, lets in-flight jobs finish (bounded by
 
 Environment: REDIS_URL, DATABASE_URL, DB_ROLE, QUOTE_API_URL, QUOTE_API_KEY,
 WORKER_CONCURRENCY, WORKER_QUEUES, ADMIN_ADDR, QUOTE_RATE_LIMIT, LOG_LEVEL,
-LOG_FORMAT.`,
+LOG_FORMAT, WORKER_CONNECT_TIMEOUT.
+
+At start it retries its first connections to Postgres and Redis with backoff
+for up to --connect-timeout (0 tries once), logging each attempt; meanwhile
+/healthz answers 200 and /readyz 503 telling what it waits for. It exits 1
+when time runs out and 0 on a signal while waiting.`,
 		Args: cobra.NoArgs,
 	}
 	cfg := config.BindWorker(cmd.Flags())
-	cmd.RunE = func(cmd *cobra.Command, _ []string) error { return run(cmd.Context(), cfg) }
+	connectTimeout := cmd.Flags().String("connect-timeout", cli.Env(envConnectTimeout, defaultConnectTimeout),
+		"how long to retry the first connections to Postgres and Redis, e.g. 60s; 0 tries once ("+envConnectTimeout+")")
+	cmd.RunE = func(cmd *cobra.Command, _ []string) error { return run(cmd.Context(), cfg, *connectTimeout) }
 	cmd.AddCommand(migrateCmd())
 	return cmd
 }
@@ -99,8 +110,23 @@ Environment: DATABASE_URL, DB_ROLE, LOG_LEVEL, LOG_FORMAT.`,
 	return cmd
 }
 
+// The default of --connect-timeout and the variable that sets it.
+const (
+	envConnectTimeout     = "WORKER_CONNECT_TIMEOUT"
+	defaultConnectTimeout = "60s"
+)
+
+// parseConnectTimeout reads --connect-timeout: a Go duration, 0 or more.
+func parseConnectTimeout(s string) (time.Duration, error) {
+	d, err := time.ParseDuration(strings.TrimSpace(s))
+	if err != nil || d < 0 {
+		return 0, fmt.Errorf("%w: connect-timeout %q: want a duration of 0 or more, such as 60s", config.ErrInvalid, s)
+	}
+	return d, nil
+}
+
 // run wires the worker top to bottom and shuts it down in reverse order.
-func run(ctx context.Context, cfg *config.Worker) error {
+func run(ctx context.Context, cfg *config.Worker, connectTimeoutFlag string) error {
 	if err := cfg.Finish(); err != nil {
 		return cli.Usage(err)
 	}
@@ -120,6 +146,10 @@ func run(ctx context.Context, cfg *config.Worker) error {
 	if err != nil {
 		return cli.Usage(err)
 	}
+	connectTimeout, err := parseConnectTimeout(connectTimeoutFlag)
+	if err != nil {
+		return cli.Usage(err)
+	}
 	log.Info().Object("config", cfg).Msg("starting worker")
 	redis.SetLogger(logging.Redis{L: log, Level: zerolog.WarnLevel})
 	// Libraries that use the standard logger (asynq's metrics collector)
@@ -127,16 +157,56 @@ func run(ctx context.Context, cfg *config.Worker) error {
 	stdlog.SetFlags(0)
 	stdlog.SetOutput(log.With().Str("component", "stdlog").Logger())
 
+	// The admin server comes first, so an orchestrator sees the process
+	// alive (/healthz) and what it waits for (/readyz) while it connects.
+	starter := admin.NewStarter()
+	if cfg.AdminAddr != "" {
+		var h http.Handler = starter
+		if cfg.Profiling {
+			h = admin.WithProfiling(h)
+		}
+		adm, err := admin.Start(cfg.AdminAddr, h, log)
+		if err != nil {
+			return err
+		}
+		log.Info().Str("addr", adm.Addr()).Msg("admin server listening")
+		defer func() {
+			ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+			defer cancel()
+			_ = adm.Shutdown(ctx)
+		}()
+	}
+	// The first connections are retried with backoff: services started
+	// together with the worker may take a while to answer.
+	retry := startup.Options{
+		Timeout: connectTimeout,
+		Secrets: []string{urlPassword(cfg.DatabaseURL), urlPassword(cfg.RedisURL)},
+		Log:     log,
+		OnAttempt: func(name string, n int) {
+			starter.SetState(fmt.Sprintf("waiting for %s (attempt %d)", name, n))
+		},
+	}
+
 	var poolSize int32 // zero: the default, or the URL's pool_max_conns
 	if cfg.BenchOneTxPerJob {
 		poolSize = int32(cfg.Concurrency) + 2
 	}
-	db, err := postgres.Open(ctx, postgres.Config{URL: cfg.DatabaseURL, Role: role, MaxConns: poolSize, Logger: log})
-	if errors.Is(err, postgres.ErrUnsafeRole) || errors.Is(err, postgres.ErrInvalidURL) {
-		return cli.Usage(err)
+	var db *postgres.DB
+	retry.Name = "postgres"
+	err = startup.Connect(ctx, retry, func(ctx context.Context) error {
+		var err error
+		db, err = postgres.Open(ctx, postgres.Config{URL: cfg.DatabaseURL, Role: role, MaxConns: poolSize, Logger: log})
+		if errors.Is(err, postgres.ErrUnsafeRole) || errors.Is(err, postgres.ErrInvalidURL) {
+			return startup.Permanent(cli.Usage(err))
+		}
+		return err
+	})
+	if ctx.Err() != nil {
+		log.Info().Msg("signal received while connecting: exiting")
+		return nil
 	}
 	if err != nil {
-		return fmt.Errorf("postgres: %w", err)
+		return err // it names postgres
 	}
 	defer db.Close() // last: the committer has written everything by then
 
@@ -145,7 +215,13 @@ func run(ctx context.Context, cfg *config.Worker) error {
 		return fmt.Errorf("%s: unsupported connection type %T", config.EnvRedisURL, redisOpt)
 	}
 	defer rdb.Close()
-	if err := pingRedis(ctx, rdb); err != nil {
+	retry.Name = "redis"
+	err = startup.Connect(ctx, retry, func(ctx context.Context) error { return pingRedis(ctx, rdb) })
+	if ctx.Err() != nil {
+		log.Info().Msg("signal received while connecting: exiting")
+		return nil
+	}
+	if err != nil {
 		return err
 	}
 	warnRedisSettings(ctx, rdb, log)
@@ -193,26 +269,11 @@ func run(ctx context.Context, cfg *config.Worker) error {
 	}
 	defer limiter.Close() // after the handlers have stopped
 
-	if cfg.AdminAddr != "" {
-		checks := []admin.Check{
-			{Name: "redis", Fn: func(ctx context.Context) error { return rdb.Ping(ctx).Err() }},
-			{Name: "postgres", Fn: db.Ping},
-		}
-		h := admin.Handler(checks, m.Handler())
-		if cfg.Profiling {
-			h = admin.WithProfiling(h)
-		}
-		adm, err := admin.Start(cfg.AdminAddr, h, log)
-		if err != nil {
-			return err
-		}
-		log.Info().Str("addr", adm.Addr()).Msg("admin server listening")
-		defer func() {
-			ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-			defer cancel()
-			_ = adm.Shutdown(ctx)
-		}()
-	}
+	// Connected: /readyz now runs its checks, and /metrics answers.
+	starter.Ready(admin.Handler([]admin.Check{
+		{Name: "redis", Fn: func(ctx context.Context) error { return rdb.Ping(ctx).Err() }},
+		{Name: "postgres", Fn: db.Ping},
+	}, m.Handler()))
 
 	asynqCfg := config.AsynqServer(cfg.Concurrency, cfg.Queues, cfg.ShutdownTimeout)
 	// The job line says when a task is archived or dropped: asynq's own
@@ -267,6 +328,17 @@ func warnRedisSettings(ctx context.Context, rdb redis.UniversalClient, log zerol
 	for _, w := range s.Warnings() {
 		log.Warn().Str("maxmemory_policy", s.MaxMemoryPolicy).Str("appendonly", s.AppendOnly).Str("save", s.Save).Msg(w)
 	}
+}
+
+// urlPassword is the password inside a URL, or "" when it has none (or
+// is not a URL), for redacting it from connection errors.
+func urlPassword(s string) string {
+	u, err := url.Parse(s)
+	if err != nil || u.User == nil {
+		return ""
+	}
+	pw, _ := u.User.Password()
+	return pw
 }
 
 func pingRedis(ctx context.Context, rdb redis.UniversalClient) error {

@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/pprof"
+	"sync"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -57,6 +58,48 @@ func Handler(checks []Check, metrics http.Handler) http.Handler {
 	})
 	mux.Handle("GET /metrics", metrics)
 	return mux
+}
+
+// Starter is the admin handler of a process that is still connecting to
+// the services it needs: /healthz answers 200, /readyz 503 with the state
+// ("starting: waiting for postgres (attempt 3)") and every other path 503,
+// until Ready hands over to the full handler.
+type Starter struct {
+	mu    sync.RWMutex
+	state string
+	h     http.Handler
+}
+
+// NewStarter returns a Starter in the state "starting".
+func NewStarter() *Starter { return &Starter{state: "starting"} }
+
+// SetState sets what /readyz says until Ready, after "starting: ".
+func (s *Starter) SetState(state string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.state = "starting: " + state
+}
+
+// Ready makes h answer every request from now on.
+func (s *Starter) Ready(h http.Handler) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.h = h
+}
+
+// ServeHTTP serves the start-up answers, or the handler given to Ready.
+func (s *Starter) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	s.mu.RLock()
+	h, state := s.h, s.state
+	s.mu.RUnlock()
+	switch {
+	case h != nil:
+		h.ServeHTTP(w, r)
+	case r.URL.Path == "/healthz":
+		fmt.Fprintln(w, "ok")
+	default:
+		http.Error(w, state, http.StatusServiceUnavailable)
+	}
 }
 
 // WithProfiling adds Go's profiler under /debug/pprof/ to h, for `go tool

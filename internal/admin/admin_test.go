@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -71,5 +72,35 @@ func TestStartRefusesBadAddress(t *testing.T) {
 	t.Parallel()
 	if _, err := Start("127.0.0.1:notaport", http.NotFoundHandler(), zerolog.Nop()); err == nil {
 		t.Fatal("Start with a bad address succeeded")
+	}
+}
+
+func TestStarter(t *testing.T) {
+	t.Parallel()
+	s := NewStarter()
+	ready := http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "full\n") })
+	tests := []struct {
+		name     string
+		setup    func()
+		path     string
+		wantCode int
+		wantBody string
+	}{
+		{name: "healthz while starting", path: "/healthz", wantCode: 200, wantBody: "ok\n"},
+		{name: "readyz before any state", path: "/readyz", wantCode: 503, wantBody: "starting\n"},
+		{name: "readyz tells the state", setup: func() { s.SetState("waiting for postgres (attempt 3)") },
+			path: "/readyz", wantCode: 503, wantBody: "starting: waiting for postgres (attempt 3)\n"},
+		{name: "metrics not yet", path: "/metrics", wantCode: 503, wantBody: "starting: waiting for postgres (attempt 3)\n"},
+		{name: "ready hands over", setup: func() { s.Ready(ready) }, path: "/readyz", wantCode: 200, wantBody: "full\n"},
+	}
+	for _, tc := range tests { // in order: each step builds on the last
+		if tc.setup != nil {
+			tc.setup()
+		}
+		rec := httptest.NewRecorder()
+		s.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, tc.path, nil))
+		if rec.Code != tc.wantCode || rec.Body.String() != tc.wantBody {
+			t.Errorf("%s: GET %s = %d %q, want %d %q", tc.name, tc.path, rec.Code, rec.Body.String(), tc.wantCode, tc.wantBody)
+		}
 	}
 }
