@@ -6,16 +6,22 @@ package config
 import (
 	"errors"
 	"fmt"
+	"io"
+	"net"
+	"net/url"
 	"sort"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/hibiken/asynq"
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/rs/zerolog"
 	"github.com/spf13/pflag"
 
 	"github.com/tickerq/tickerq/internal/cli"
+	"github.com/tickerq/tickerq/internal/logging"
+	"github.com/tickerq/tickerq/internal/postgres"
 	"github.com/tickerq/tickerq/internal/ratelimit"
 	"github.com/tickerq/tickerq/tasks"
 )
@@ -140,7 +146,8 @@ func BindWorker(fs *pflag.FlagSet) *Worker {
 // benchOneTxPerJobFlag is the hidden flag behind Worker.BenchOneTxPerJob.
 const benchOneTxPerJobFlag = "bench-one-tx-per-job"
 
-// Finish validates what flags and environment gave.
+// Finish validates everything flags and environment gave, before any
+// connection: every error wraps ErrInvalid (exit 2) and names the setting.
 func (w *Worker) Finish() error {
 	n, err := strconv.Atoi(strings.TrimSpace(w.concurrency))
 	if err != nil || n < 1 || n > 10000 {
@@ -159,6 +166,72 @@ func (w *Worker) Finish() error {
 	if w.QuoteRateLimit, err = ratelimit.ParseRate(w.quoteRateLimit); err != nil {
 		return fmt.Errorf("%w: %s: %w", ErrInvalid, EnvQuoteRateLimit, err)
 	}
+	// The rest is checked here too, before any connection is made, so that a
+	// bad setting exits 2 whether or not Redis and Postgres answer.
+	if err := CheckQuoteAPIURL(w.QuoteAPIURL); err != nil {
+		return err
+	}
+	if err := CheckQuoteAPIKey(string(w.QuoteAPIKey)); err != nil {
+		return err
+	}
+	if w.AdminAddr != "" {
+		if err := checkAddr(EnvAdminAddr, w.AdminAddr); err != nil {
+			return err
+		}
+	}
+	if _, err := postgres.ParseRole(w.DBRole); err != nil {
+		return fmt.Errorf("%w: %w", ErrInvalid, err) // names DB_ROLE
+	}
+	if _, err := pgxpool.ParseConfig(w.DatabaseURL); err != nil {
+		// pgx masks the password in its message.
+		return fmt.Errorf("%w: %s %q: %w", ErrInvalid, EnvDatabaseURL, RedactURL(w.DatabaseURL), err)
+	}
+	if _, err := ParseRedisURL(EnvRedisURL, w.RedisURL); err != nil {
+		return err
+	}
+	if _, err := logging.New(io.Discard, w.LogLevel, w.LogFormat); err != nil {
+		return err
+	}
+	return nil
+}
+
+// CheckQuoteAPIURL reports whether raw is a usable QUOTE_API_URL:
+// http(s)://host[:port][/path]. The error shows the URL without its password.
+func CheckQuoteAPIURL(raw string) error {
+	u, err := url.Parse(raw)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return fmt.Errorf("%w: %s %q: want http(s)://host[:port]", ErrInvalid, EnvQuoteAPIURL, RedactURL(raw))
+	}
+	if _, port, err := net.SplitHostPort(u.Host); err == nil {
+		if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
+			return fmt.Errorf("%w: %s %q: port must be a number from 1 to 65535", ErrInvalid, EnvQuoteAPIURL, RedactURL(raw))
+		}
+	}
+	return nil
+}
+
+// CheckQuoteAPIKey rejects an API key that cannot be sent as a header value
+// (control characters) or that carries surrounding white space, a sign of a
+// badly pasted key. The error never shows the key.
+func CheckQuoteAPIKey(key string) error {
+	if strings.TrimSpace(key) != key {
+		return fmt.Errorf("%w: %s has leading or trailing white space (value not shown)", ErrInvalid, EnvQuoteAPIKey)
+	}
+	if strings.ContainsFunc(key, func(r rune) bool { return r < 0x20 || r == 0x7f }) {
+		return fmt.Errorf("%w: %s contains a control character (value not shown)", ErrInvalid, EnvQuoteAPIKey)
+	}
+	return nil
+}
+
+// checkAddr reports whether addr is host:port with a numeric port.
+func checkAddr(name, addr string) error {
+	_, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("%w: %s %q: want host:port: %w", ErrInvalid, name, addr, err)
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
+		return fmt.Errorf("%w: %s %q: port must be a number from 0 to 65535", ErrInvalid, name, addr)
+	}
 	return nil
 }
 
@@ -168,7 +241,7 @@ func (w *Worker) MarshalZerologObject(e *zerolog.Event) {
 	e.Str("redis_url", RedactURL(w.RedisURL)).
 		Str("database_url", RedactURL(w.DatabaseURL)).
 		Str("db_role", w.DBRole).
-		Str("quote_api_url", w.QuoteAPIURL).
+		Str("quote_api_url", RedactURL(w.QuoteAPIURL)).
 		Bool("quote_api_key_set", w.QuoteAPIKey != "").
 		Dur("quote_timeout_ms", w.QuoteTimeout).
 		Str("quote_rate_limit", w.QuoteRateLimit.String()).

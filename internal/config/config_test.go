@@ -65,8 +65,11 @@ func TestWorkerEnvironmentAndFlags(t *testing.T) {
 func TestRedactURL(t *testing.T) {
 	t.Parallel()
 	for in, want := range map[string]string{
-		"postgres://u:pw@h:5432/db?sslmode=disable": "postgres://u:xxxxx@h:5432/db?sslmode=disable",
-		"redis://:pw@127.0.0.1:6379/0":              "redis://:xxxxx@127.0.0.1:6379/0",
+		"postgres://u:pw@h:5432/db?sslmode=disable": "postgres://u:[REDACTED]@h:5432/db?sslmode=disable",
+		"redis://:pw@127.0.0.1:6379/0":              "redis://:[REDACTED]@127.0.0.1:6379/0",
+		"http://user:p%40ss%2Fw@api.example:8000/x": "http://user:[REDACTED]@api.example:8000/x",
+		"postgres://u@h/db?password=s3cret&x=1":     "postgres://u@h/db?password=[REDACTED]&x=1",
+		"http://127.0.0.1:8000":                     "http://127.0.0.1:8000",
 		"host=h user=u password=pw":                 "(not a URL, hidden)",
 	} {
 		if got := RedactURL(in); got != want {

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/tickerq/tickerq/internal/config"
 	"github.com/tickerq/tickerq/tasks"
 )
 
@@ -51,16 +52,23 @@ type Config struct {
 type Client struct {
 	endpoint *url.URL
 	apiKey   string
-	timeout  time.Duration
-	http     *http.Client
-	observe  func(string, time.Duration)
+	// redact hides the key and the URL's password in every error Quote
+	// returns: an upstream may echo them in a body, and url.Error quotes
+	// the request URL.
+	redact  *config.Redactor
+	timeout time.Duration
+	http    *http.Client
+	observe func(string, time.Duration)
 }
 
 // New returns a Client with one shared transport sized to cfg.MaxConns.
 func New(cfg Config) (*Client, error) {
+	if err := config.CheckQuoteAPIURL(cfg.BaseURL); err != nil {
+		return nil, err
+	}
 	base, err := url.Parse(cfg.BaseURL)
-	if err != nil || (base.Scheme != "http" && base.Scheme != "https") || base.Host == "" {
-		return nil, fmt.Errorf("quote api url %q: want http(s)://host[:port]", cfg.BaseURL)
+	if err != nil {
+		return nil, fmt.Errorf("quote api url %q: %w", config.RedactURL(cfg.BaseURL), err)
 	}
 	if cfg.Timeout <= 0 {
 		cfg.Timeout = DefaultTimeout
@@ -86,6 +94,7 @@ func New(cfg Config) (*Client, error) {
 	return &Client{
 		endpoint: base.JoinPath("api/v1/quote"),
 		apiKey:   cfg.APIKey,
+		redact:   config.NewRedactor(cfg.APIKey, cfg.BaseURL),
 		timeout:  cfg.Timeout,
 		http:     &http.Client{Transport: transport, CheckRedirect: keepKeyOnHost},
 		observe:  observe,
@@ -115,6 +124,10 @@ func (c *Client) Quote(ctx context.Context, symbol string) (q tasks.Quote, err e
 	start := time.Now()
 	outcome := "error"
 	defer func() { c.observe(outcome, time.Since(start)) }()
+	// Upstream text enters errors here (bodies, decoded values, the URL of
+	// a url.Error), and from errors the job log and the task's stored last
+	// error: none of them may show the key or the URL's password.
+	defer func() { err = c.redact.Error(err) }()
 
 	ctx, cancel := context.WithTimeout(ctx, c.timeout)
 	defer cancel()
@@ -131,7 +144,8 @@ func (c *Client) Quote(ctx context.Context, symbol string) (q tasks.Quote, err e
 	}
 	resp, err := c.http.Do(req)
 	if err != nil {
-		// url.Error carries the URL, which holds no secret: the key is a header.
+		// url.Error carries the URL, whose password the deferred redaction
+		// hides; the key is a header, which no transport error quotes.
 		return tasks.Quote{}, fmt.Errorf("quote request: %w", err)
 	}
 	defer drainAndClose(resp.Body)
@@ -145,7 +159,7 @@ func (c *Client) Quote(ctx context.Context, symbol string) (q tasks.Quote, err e
 		return tasks.Quote{}, &tasks.StatusError{
 			Code:       resp.StatusCode,
 			RetryAfter: parseRetryAfterHeader(resp.Header.Get("Retry-After"), time.Now()),
-			Body:       snippet(body),
+			Body:       snippet(c.redact.Redact(string(body))),
 		}
 	case readErr != nil:
 		return tasks.Quote{}, fmt.Errorf("read quote body: %w", readErr)
@@ -162,10 +176,11 @@ func drainAndClose(body io.ReadCloser) {
 	_ = body.Close()
 }
 
-// snippet is the start of a body, on one line, for error messages.
-func snippet(body []byte) string {
+// snippet is the start of a body, on one line, for error messages. Redact
+// the body first: cut first, a secret could survive in part.
+func snippet(body string) string {
 	const n = 200
-	s := strings.Join(strings.Fields(string(body)), " ")
+	s := strings.Join(strings.Fields(body), " ")
 	if len(s) > n {
 		s = s[:n] + "…"
 	}

@@ -217,10 +217,10 @@ func TestParseRetryAfter(t *testing.T) {
 
 func TestSnippet(t *testing.T) {
 	t.Parallel()
-	if got := snippet([]byte("  rate\n\tlimited  ")); got != "rate limited" {
+	if got := snippet("  rate\n\tlimited  "); got != "rate limited" {
 		t.Errorf("snippet = %q, want %q", got, "rate limited")
 	}
-	long := snippet([]byte(strings.Repeat("x", 1000)))
+	long := snippet(strings.Repeat("x", 1000))
 	if !strings.HasPrefix(long, strings.Repeat("x", 200)) || !strings.HasSuffix(long, "…") || len(long) > 210 {
 		t.Errorf("snippet of a long body = %q (len %d), want 200 bytes and an ellipsis", long, len(long))
 	}
