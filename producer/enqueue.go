@@ -250,6 +250,11 @@ func (f *enqueueFlags) options(cmd *cobra.Command, now time.Time) ([]asynq.Optio
 	if err := checkQueueName(f.queue); err != nil {
 		return nil, runAt, err
 	}
+	if changed("id-prefix") {
+		if err := queue.CheckIDPrefix(f.idPrefix); err != nil {
+			return nil, runAt, cli.Usagef("--id-prefix: %w", err)
+		}
+	}
 	opts := []asynq.Option{asynq.Queue(f.queue)}
 	if changed("in") && changed("at") {
 		return nil, runAt, cli.Usagef("--in and --at cannot be used together")
