@@ -55,3 +55,18 @@ lint: ## gofmt, go vet and staticcheck
 .PHONY: test
 test: services lint ## services, lint, then every test with the race detector
 	go test -race -count=1 -timeout 30m -p 2 -parallel 2 ./...
+
+# go test -fuzz takes one target and one package, so each runs in turn.
+# Failing inputs land in the package's testdata/fuzz/FuzzX/ and are then
+# replayed by every plain `go test` as regression cases.
+FUZZTIME ?= 1m
+FUZZ_TARGETS := tasks:FuzzNormalizeSymbol internal/quote:FuzzQuoteDecode \
+	internal/quote:FuzzParseRetryAfter internal/schedule:FuzzScheduleConfig \
+	internal/queue:FuzzEnqueueFile
+
+.PHONY: fuzz
+fuzz: ## run each fuzz target for FUZZTIME (default 1m), one after another
+	@set -e; for t in $(FUZZ_TARGETS); do \
+		echo "go test -run '^$$' -fuzz '^$${t#*:}$$' -fuzztime $(FUZZTIME) ./$${t%%:*}"; \
+		go test -run '^$$' -fuzz "^$${t#*:}\$$" -fuzztime $(FUZZTIME) ./$${t%%:*}; \
+	done
