@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/robfig/cron/v3"
@@ -170,6 +171,16 @@ func parseAt(data []byte, dir string, markets MarketLookup, now time.Time) (*Con
 	return cfg, nil
 }
 
+// parseCron is cronParser.Parse without its panic: robfig/cron v3.0.1
+// slices a "TZ=" or "CRON_TZ=" spec up to its first space, and a spec with
+// no space panics (found by FuzzScheduleConfig).
+func parseCron(spec string) (cron.Schedule, error) {
+	if (strings.HasPrefix(spec, "TZ=") || strings.HasPrefix(spec, "CRON_TZ=")) && !strings.Contains(spec, " ") {
+		return nil, fmt.Errorf("%q: want the 5 fields after the time zone", spec)
+	}
+	return cronParser.Parse(spec)
+}
+
 // resolve follows a YAML alias to the node it names.
 func resolve(n *yaml.Node) *yaml.Node {
 	for n.Kind == yaml.AliasNode && n.Alias != nil {
@@ -312,7 +323,7 @@ func (re rawEntry) check(dir string, fileLoc *time.Location, markets MarketLooku
 	case re.Cron != "" && re.Every != "":
 		return nil, "", errors.New("cron and every: want exactly one of them")
 	case re.Cron != "":
-		spec, err := cronParser.Parse(re.Cron)
+		spec, err := parseCron(re.Cron)
 		if err != nil {
 			return nil, "", fmt.Errorf("cron: %w", err)
 		}
