@@ -112,7 +112,7 @@ Environment: DATABASE_URL, DB_ROLE, LOG_LEVEL, LOG_FORMAT.`,
 
 // The default of --connect-timeout and the variable that sets it.
 const (
-	envConnectTimeout     = "WORKER_CONNECT_TIMEOUT"
+	envConnectTimeout     = config.EnvWorkerConnectTimeout
 	defaultConnectTimeout = "60s"
 )
 

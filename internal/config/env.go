@@ -23,9 +23,12 @@ const (
 	EnvWorkerQueues      = "WORKER_QUEUES"
 	EnvAdminAddr         = "ADMIN_ADDR"
 	EnvQuoteRateLimit    = "QUOTE_RATE_LIMIT"
-	EnvUIAddr            = "UI_ADDR"
-	EnvLogLevel          = "LOG_LEVEL"
-	EnvLogFormat         = "LOG_FORMAT"
+	// EnvWorkerConnectTimeout is the default of worker --connect-timeout: how
+	// long a starting worker retries its first connections.
+	EnvWorkerConnectTimeout = "WORKER_CONNECT_TIMEOUT"
+	EnvUIAddr               = "UI_ADDR"
+	EnvLogLevel             = "LOG_LEVEL"
+	EnvLogFormat            = "LOG_FORMAT"
 
 	// Read by `producer ui` only. EnvUIUser and EnvUIPassword (both or
 	// neither) require HTTP basic authentication; EnvUIReadOnly=true is the
@@ -42,6 +45,7 @@ var (
 	WorkerEnv = []string{
 		EnvRedisURL, EnvDatabaseURL, EnvDBRole, EnvQuoteAPIURL, EnvQuoteAPIKey,
 		EnvWorkerConcurrency, EnvWorkerQueues, EnvAdminAddr, EnvQuoteRateLimit, EnvLogLevel, EnvLogFormat,
+		EnvWorkerConnectTimeout,
 	}
 	// MigrateEnv is read by `worker migrate`.
 	MigrateEnv = []string{EnvDatabaseURL, EnvDBRole, EnvLogLevel, EnvLogFormat}
