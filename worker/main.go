@@ -9,7 +9,6 @@ import (
 	"fmt"
 	stdlog "log"
 	"net/http"
-	"net/url"
 	"os"
 	"os/signal"
 	"strings"
@@ -179,9 +178,9 @@ func run(ctx context.Context, cfg *config.Worker, connectTimeoutFlag string) err
 	// The first connections are retried with backoff: services started
 	// together with the worker may take a while to answer.
 	retry := startup.Options{
-		Timeout: connectTimeout,
-		Secrets: []string{urlPassword(cfg.DatabaseURL), urlPassword(cfg.RedisURL)},
-		Log:     log,
+		Timeout:  connectTimeout,
+		Redactor: config.NewRedactor("", cfg.DatabaseURL, cfg.RedisURL),
+		Log:      log,
 		OnAttempt: func(name string, n int) {
 			starter.SetState(fmt.Sprintf("waiting for %s (attempt %d)", name, n))
 		},
@@ -328,17 +327,6 @@ func warnRedisSettings(ctx context.Context, rdb redis.UniversalClient, log zerol
 	for _, w := range s.Warnings() {
 		log.Warn().Str("maxmemory_policy", s.MaxMemoryPolicy).Str("appendonly", s.AppendOnly).Str("save", s.Save).Msg(w)
 	}
-}
-
-// urlPassword is the password inside a URL, or "" when it has none (or
-// is not a URL), for redacting it from connection errors.
-func urlPassword(s string) string {
-	u, err := url.Parse(s)
-	if err != nil || u.User == nil {
-		return ""
-	}
-	pw, _ := u.User.Password()
-	return pw
 }
 
 func pingRedis(ctx context.Context, rdb redis.UniversalClient) error {

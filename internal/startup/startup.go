@@ -8,10 +8,11 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
-	"strings"
 	"time"
 
 	"github.com/rs/zerolog"
+
+	"github.com/tickerq/tickerq/internal/config"
 )
 
 // Backoff bounds: the first retry comes after about BaseDelay, each next one
@@ -47,8 +48,9 @@ type Options struct {
 	// Timeout is how long Connect keeps trying after the first attempt;
 	// zero tries once.
 	Timeout time.Duration
-	// Secrets are strings (passwords) replaced by "xxxxx" in logged errors.
-	Secrets []string
+	// Redactor hides secrets (the services' URL passwords) in logged and
+	// returned errors; nil hides nothing.
+	Redactor *config.Redactor
 	// Log gets one line per failed attempt.
 	Log zerolog.Logger
 	// OnAttempt, if set, is told of each attempt before it runs (1, 2, …).
@@ -85,17 +87,17 @@ func Connect(ctx context.Context, opt Options, fn func(ctx context.Context) erro
 		}
 		var perm permanentError
 		if errors.As(err, &perm) {
-			return redactErr(perm.err, opt.Secrets)
+			return opt.Redactor.Error(perm.err)
 		}
 		wait := delay(attempt)
 		left := time.Until(deadline)
 		if left <= 0 {
 			return fmt.Errorf("%s: %w after %d attempts in %s: %w",
-				opt.Name, ErrGaveUp, attempt, opt.Timeout, redactErr(err, opt.Secrets))
+				opt.Name, ErrGaveUp, attempt, opt.Timeout, opt.Redactor.Error(err))
 		}
 		wait = min(wait, left)
 		opt.Log.Warn().Str("service", opt.Name).Int("attempt", attempt).
-			Dur("next_delay_ms", wait).Str("error", redact(err.Error(), opt.Secrets)).
+			Dur("next_delay_ms", wait).Str("error", opt.Redactor.Redact(err.Error())).
 			Msgf("%s: not reachable yet, retrying", opt.Name)
 		t := time.NewTimer(wait)
 		select {
@@ -115,26 +117,4 @@ func Backoff(n int) time.Duration {
 		d = min(BaseDelay<<(n-1), MaxDelay)
 	}
 	return d + rand.N(d/4+1)
-}
-
-func redact(s string, secrets []string) string {
-	for _, sec := range secrets {
-		if sec != "" {
-			s = strings.ReplaceAll(s, sec, "xxxxx")
-		}
-	}
-	return s
-}
-
-// redactedError keeps err's chain for errors.Is while its text hides secrets.
-type redactedError struct {
-	err error
-	msg string
-}
-
-func (r redactedError) Error() string { return r.msg }
-func (r redactedError) Unwrap() error { return r.err }
-
-func redactErr(err error, secrets []string) error {
-	return redactedError{err: err, msg: redact(err.Error(), secrets)}
 }

@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
+
+	"github.com/tickerq/tickerq/internal/config"
 )
 
 var errDown = errors.New("dial tcp 127.0.0.1:5432: connect: connection refused (password s3cret)")
@@ -49,7 +51,7 @@ func TestConnect(t *testing.T) {
 			var attempts []int
 			fn, calls := failing(tc.fails, tc.err)
 			err := Connect(context.Background(), Options{
-				Name: "postgres", Timeout: tc.timeout, Secrets: []string{"s3cret"},
+				Name: "postgres", Timeout: tc.timeout, Redactor: config.NewRedactor("", "postgres://u:s3cret@127.0.0.1/db"),
 				Log:       zerolog.New(&logs),
 				OnAttempt: func(_ string, n int) { attempts = append(attempts, n) },
 				Delay:     func(int) time.Duration { return 5 * time.Millisecond },
