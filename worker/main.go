@@ -137,14 +137,6 @@ func run(ctx context.Context, cfg *config.Worker, connectTimeoutFlag string) err
 	if err != nil {
 		return cli.Usage(err)
 	}
-	role, err := postgres.ParseRole(cfg.DBRole)
-	if err != nil {
-		return cli.Usage(err)
-	}
-	redisOpt, err := config.ParseRedisURL(config.EnvRedisURL, cfg.RedisURL)
-	if err != nil {
-		return cli.Usage(err)
-	}
 	connectTimeout, err := parseConnectTimeout(connectTimeoutFlag)
 	if err != nil {
 		return cli.Usage(err)
@@ -194,7 +186,7 @@ func run(ctx context.Context, cfg *config.Worker, connectTimeoutFlag string) err
 	retry.Name = "postgres"
 	err = startup.Connect(ctx, retry, func(ctx context.Context) error {
 		var err error
-		db, err = postgres.Open(ctx, postgres.Config{URL: cfg.DatabaseURL, Role: role, MaxConns: poolSize, Logger: log})
+		db, err = postgres.Open(ctx, postgres.Config{URL: cfg.DatabaseURL, Role: cfg.Role, MaxConns: poolSize, Logger: log})
 		if errors.Is(err, postgres.ErrUnsafeRole) || errors.Is(err, postgres.ErrInvalidURL) {
 			return startup.Permanent(cli.Usage(err))
 		}
@@ -209,9 +201,9 @@ func run(ctx context.Context, cfg *config.Worker, connectTimeoutFlag string) err
 	}
 	defer db.Close() // last: the committer has written everything by then
 
-	rdb, ok := redisOpt.MakeRedisClient().(redis.UniversalClient)
+	rdb, ok := cfg.Redis.MakeRedisClient().(redis.UniversalClient)
 	if !ok {
-		return fmt.Errorf("%s: unsupported connection type %T", config.EnvRedisURL, redisOpt)
+		return fmt.Errorf("%s: unsupported connection type %T", config.EnvRedisURL, cfg.Redis)
 	}
 	defer rdb.Close()
 	retry.Name = "redis"
@@ -226,7 +218,7 @@ func run(ctx context.Context, cfg *config.Worker, connectTimeoutFlag string) err
 	warnRedisSettings(ctx, rdb, log)
 
 	m := metrics.New(db)
-	inspector := asynq.NewInspector(redisOpt)
+	inspector := asynq.NewInspector(cfg.Redis)
 	defer inspector.Close()
 	m.Registry().MustRegister(asynqmetrics.NewQueueMetricsCollector(inspector))
 
@@ -280,7 +272,7 @@ func run(ctx context.Context, cfg *config.Worker, connectTimeoutFlag string) err
 	reported := &logging.Reported{}
 	asynqCfg.Logger = logging.Asynq{L: log.With().Str("component", "asynq").Logger(), Reported: reported}
 	asynqCfg.LogLevel = logging.AsynqLevel(log.GetLevel())
-	srv := asynq.NewServer(redisOpt, asynqCfg)
+	srv := asynq.NewServer(cfg.Redis, asynqCfg)
 	mux := asynq.NewServeMux()
 	mux.Use(middleware.Observe(log, m, reported))
 	mux.Handle(tasks.TypeQuoteFetch, tasks.NewQuoteFetchHandler(quotes, store, tasks.WithRateLimiter(limiter)))

@@ -95,7 +95,10 @@ type Worker struct {
 	QuoteTimeout time.Duration
 	// QuoteRateLimit is the limit of quote requests shared by every worker
 	// on the same Redis, QUOTE_API_URL and key; zero: none.
-	QuoteRateLimit  ratelimit.Rate
+	QuoteRateLimit ratelimit.Rate
+	// Role is DBRole checked by Finish, and Redis is RedisURL parsed by it.
+	Role            postgres.Role
+	Redis           asynq.RedisConnOpt
 	Concurrency     int
 	Queues          map[string]int
 	AdminAddr       string
@@ -179,14 +182,14 @@ func (w *Worker) Finish() error {
 			return err
 		}
 	}
-	if _, err := postgres.ParseRole(w.DBRole); err != nil {
+	if w.Role, err = postgres.ParseRole(w.DBRole); err != nil {
 		return fmt.Errorf("%w: %w", ErrInvalid, err) // names DB_ROLE
 	}
 	if _, err := pgxpool.ParseConfig(w.DatabaseURL); err != nil {
 		// pgx masks the password in its message.
 		return fmt.Errorf("%w: %s %q: %w", ErrInvalid, EnvDatabaseURL, RedactURL(w.DatabaseURL), err)
 	}
-	if _, err := ParseRedisURL(EnvRedisURL, w.RedisURL); err != nil {
+	if w.Redis, err = ParseRedisURL(EnvRedisURL, w.RedisURL); err != nil {
 		return err
 	}
 	if _, err := logging.New(io.Discard, w.LogLevel, w.LogFormat); err != nil {
