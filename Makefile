@@ -56,6 +56,20 @@ lint: ## gofmt, go vet and staticcheck
 test: services lint ## services, lint, then every test with the race detector
 	go test -race -count=1 -timeout 30m -p 2 -parallel 2 ./...
 
+# The fault suites' full forms, run by hand (docs/reliability.md). Their
+# short forms run in `make test`. Built without -race: they count jobs per
+# second and the packages' own tests run under the race detector.
+CHAOS_JOBS ?= 100000
+SOAK_JOBS  ?= 1000000
+
+.PHONY: chaos
+chaos: services ## chaos suite, full form: CHAOS_JOBS (100000) jobs through killed workers, Redis, Postgres and quote API faults
+	TICKERQ_CHAOS_JOBS=$(CHAOS_JOBS) go test -count=1 -timeout 90m -run '^TestChaos$$' -v ./internal/e2e
+
+.PHONY: soak
+soak: services ## role-guard soak, full form: SOAK_JOBS (1000000) jobs through the batched writer with failing batches
+	TICKERQ_SOAK_JOBS=$(SOAK_JOBS) go test -count=1 -timeout 120m -run '^TestRoleGuardSoak$$' -v ./internal/e2e
+
 # go test -fuzz takes one target and one package, so each runs in turn.
 # Failing inputs land in the package's testdata/fuzz/FuzzX/ and are then
 # replayed by every plain `go test` as regression cases.
