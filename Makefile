@@ -53,8 +53,10 @@ lint: ## gofmt, go vet and staticcheck
 # -p 2 -parallel 2: the tests share one Postgres (100 connections) and 14
 # Redis DBs; this is the load they are sized for, whatever the core count.
 .PHONY: test
+# TICKERQ_REQUIRE_REDIS_SERVER: tests that start Redis processes of their own
+# fail, rather than skip, when redis-server is missing (tools.sh installs it).
 test: services lint ## services, lint, then every test with the race detector
-	go test -race -count=1 -timeout 30m -p 2 -parallel 2 ./...
+	TICKERQ_REQUIRE_REDIS_SERVER=1 go test -race -count=1 -timeout 30m -p 2 -parallel 2 ./...
 
 # The fault suites' full forms, run by hand (docs/reliability.md). Their
 # short forms run in `make test`. Built without -race: they count jobs per

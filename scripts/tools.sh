@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # tools.sh — the build tools the Makefile needs beyond Go itself: a C
 # compiler (the race detector needs cgo), curl (make run's readiness
-# checks) and Chromium (the browser test of the web UI drives it headless).
-# Installed from Debian's packages when missing.
+# checks), Chromium (the browser test of the web UI drives it headless) and
+# redis-server (the chaos and Sentinel tests start Redis processes of their
+# own, whatever REDIS_URL points at). Installed from Debian's packages when
+# missing.
 set -euo pipefail
 
 missing=()
@@ -10,6 +12,7 @@ command -v go >/dev/null || { echo "tools: Go 1.26 is required (https://go.dev/d
 command -v gcc >/dev/null || missing+=(gcc libc6-dev)
 command -v curl >/dev/null || missing+=(curl)
 [ -x /usr/bin/chromium ] || command -v chromium >/dev/null || missing+=(chromium)
+command -v redis-server >/dev/null || missing+=(redis-server)
 [ ${#missing[@]} -eq 0 ] && exit 0
 
 echo "tools: installing ${missing[*]}" >&2
