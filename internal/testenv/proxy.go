@@ -1,20 +1,23 @@
 package testenv
 
 import (
-	"io"
 	"net"
 	"sync"
 	"testing"
 )
 
-// Proxy is a TCP proxy a test can cut and restore, to make a real service
-// unreachable without stopping it for other tests.
+// Proxy is a TCP proxy a test can cut, blackhole and restore, to make a real
+// service unreachable without stopping it for other tests.
 type Proxy struct {
 	ln     net.Listener
 	target string
 
-	mu    sync.Mutex
-	down  bool
+	mu        sync.Mutex
+	down      bool
+	blackhole bool
+	// flow is closed while bytes may flow; a blackhole replaces it with an
+	// open channel that Restore (or a cut) closes.
+	flow  chan struct{}
 	conns map[net.Conn]struct{}
 	wg    sync.WaitGroup
 }
@@ -27,7 +30,9 @@ func NewProxy(tb testing.TB, target string) *Proxy {
 	if err != nil {
 		tb.Fatalf("testenv: proxy listen: %v", err)
 	}
-	p := &Proxy{ln: ln, target: target, conns: map[net.Conn]struct{}{}}
+	flow := make(chan struct{})
+	close(flow)
+	p := &Proxy{ln: ln, target: target, flow: flow, conns: map[net.Conn]struct{}{}}
 	p.wg.Add(1)
 	go p.accept()
 	tb.Cleanup(p.close)
@@ -38,7 +43,8 @@ func NewProxy(tb testing.TB, target string) *Proxy {
 func (p *Proxy) Addr() string { return p.ln.Addr().String() }
 
 // SetDown cuts (true) or restores (false) the service: while down, open
-// connections are closed and new ones are closed at once.
+// connections are closed and new ones are closed at once, as when the
+// service's host refuses them. A cut also ends a blackhole.
 func (p *Proxy) SetDown(down bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -47,7 +53,37 @@ func (p *Proxy) SetDown(down bool) {
 		for c := range p.conns {
 			_ = c.Close()
 		}
+		p.setBlackhole(false)
 	}
+}
+
+// SetBlackhole starts (true) or ends (false) a network partition: while it
+// lasts, open connections stay open but no byte (nor a close) passes in
+// either direction, and new connections are accepted but never reach the
+// service, so clients hang until their own timeouts. When it ends, what was
+// held back is delivered, as TCP does when a partition heals in time.
+func (p *Proxy) SetBlackhole(on bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.setBlackhole(on)
+}
+
+func (p *Proxy) setBlackhole(on bool) {
+	switch {
+	case on && !p.blackhole:
+		p.flow = make(chan struct{})
+	case !on && p.blackhole:
+		close(p.flow)
+	}
+	p.blackhole = on
+}
+
+// waitFlow blocks while a blackhole lasts.
+func (p *Proxy) waitFlow() {
+	p.mu.Lock()
+	flow := p.flow
+	p.mu.Unlock()
+	<-flow
 }
 
 func (p *Proxy) accept() {
@@ -73,6 +109,7 @@ func (p *Proxy) accept() {
 func (p *Proxy) serve(c net.Conn) {
 	defer p.wg.Done()
 	defer p.forget(c)
+	p.waitFlow() // a connection made during a blackhole hangs
 	up, err := net.Dial("tcp", p.target)
 	if err != nil {
 		return
@@ -88,16 +125,31 @@ func (p *Proxy) serve(c net.Conn) {
 	defer p.forget(up)
 
 	done := make(chan struct{}, 2)
-	pipe := func(dst, src net.Conn) {
-		_, _ = io.Copy(dst, src) // ends when either side is closed or cut
-		_ = dst.Close()
-		_ = src.Close()
-		done <- struct{}{}
+	go p.pipe(up, c, done)
+	go p.pipe(c, up, done)
+	<-done
+	<-done
+}
+
+// pipe copies src to dst until either side is closed or cut, holding each
+// read (and the close) back while a blackhole lasts.
+func (p *Proxy) pipe(dst, src net.Conn, done chan<- struct{}) {
+	defer func() { done <- struct{}{} }()
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := src.Read(buf)
+		p.waitFlow()
+		if n > 0 {
+			if _, werr := dst.Write(buf[:n]); werr != nil {
+				break
+			}
+		}
+		if err != nil {
+			break
+		}
 	}
-	go pipe(up, c)
-	go pipe(c, up)
-	<-done
-	<-done
+	_ = dst.Close()
+	_ = src.Close()
 }
 
 func (p *Proxy) forget(c net.Conn) {
