@@ -42,13 +42,18 @@ import (
 var soakRoleStatement = regexp.MustCompile(`(?is)\bset\s+(session\s+)?(role|session\s+authorization)\b|\bset_config\s*\(\s*'role'`)
 
 // soakBadActivity reports why a pg_stat_activity row could be a backend
-// carrying a role past its transaction, or "" when it cannot.
+// carrying a role past its transaction, or one that wrote prices outside
+// the role's transaction (the converse fault: SQL as the login user), or
+// "" when it is neither.
 func soakBadActivity(state, query string) string {
+	q := strings.ToUpper(strings.TrimSpace(query))
 	switch {
 	case soakRoleStatement.MatchString(query):
 		return "session-level role statement"
-	case state == "idle" && strings.HasPrefix(strings.ToUpper(strings.TrimSpace(query)), "SET LOCAL ROLE"):
+	case state == "idle" && strings.HasPrefix(q, "SET LOCAL ROLE"):
 		return "SET LOCAL ROLE outside a transaction"
+	case state == "idle" && strings.Contains(q, "INSERT INTO STOCK_PRICES"):
+		return "price write outside a transaction"
 	}
 	return ""
 }
@@ -59,6 +64,7 @@ type soakSampler struct {
 	e      *env
 	conn   *pgx.Conn
 	admins []string // worker admin addresses, set before start
+	skip   []uint32 // the test's own backends, set before start
 	stopCh chan struct{}
 	done   chan struct{}
 
@@ -118,14 +124,16 @@ func (s *soakSampler) selfCheck(t *testing.T) {
 }
 
 // activity reads pg_stat_activity for the test database's client backends
-// other than the sampler's own.
+// other than the sampler's own and those in skip: the workers'.
 func (s *soakSampler) activity(ctx context.Context) (bad []string, seen map[string]int, err error) {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
+	skip := append([]uint32{}, s.skip...) // not nil: pid <> ALL(NULL) is never true
 	rows, err := s.conn.Query(ctx, `
 		SELECT pid, coalesce(state, ''), coalesce(query, '')
 		  FROM pg_stat_activity
-		 WHERE datname = $1 AND pid <> pg_backend_pid() AND backend_type = 'client backend'`, s.e.db.Name)
+		 WHERE datname = $1 AND pid <> pg_backend_pid() AND pid <> ALL($2::int[])
+		   AND backend_type = 'client backend'`, s.e.db.Name, skip)
 	if err != nil {
 		return nil, nil, fmt.Errorf("read pg_stat_activity: %w", err)
 	}

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/redis/go-redis/v9"
 
 	"github.com/tickerq/tickerq/internal/testenv"
 )
@@ -126,6 +127,7 @@ func TestRoleGuardSoak(t *testing.T) {
 
 	sampler := newSoakSampler(t, e)
 	sampler.selfCheck(t)
+	sampler.skip = []uint32{admin.PgConn().PID()}
 
 	quoteURL, _ := e.startQuoteserver()
 	pgProxy := testenv.NewProxy(t, "127.0.0.1:5432")
@@ -190,7 +192,7 @@ func TestRoleGuardSoak(t *testing.T) {
 		}
 	}
 	enqueued := time.Since(start)
-	e.producer(nil, "wait", "--timeout", (10*time.Minute + time.Duration(n)*2*time.Millisecond).String())
+	e.waitDrained(10*time.Minute + time.Duration(n)*2*time.Millisecond)
 	wall := time.Since(start)
 	stopCutter()
 	sampler.stop()
@@ -289,6 +291,15 @@ func TestRoleGuardSoak(t *testing.T) {
 		}
 	}
 	qs := e.stats()["default"]
+	rc := redis.NewClient(&redis.Options{Addr: rs.Addr()})
+	defer rc.Close()
+	if info, err := rc.Info(ctx, "memory").Result(); err == nil {
+		for _, line := range strings.Split(info, "\r\n") {
+			if v, ok := strings.CutPrefix(line, "used_memory_human:"); ok {
+				t.Logf("private Redis used_memory at the end (completed tasks kept 24 h): %s", v)
+			}
+		}
+	}
 	t.Logf("account: %d rows for %d task ids (%d meant to succeed), %d archived (%d meant to be refused); lost %d, duplicated %d, stray %d, refused with a row %d, wrongly archived %d, refused not archived %d, rows not written by the role %d; queue %+v",
 		total, len(rowsByID), len(ok), len(archived), len(rejected), lost, dup, stray, refusedWithRow, wronglyArchived, refusedNotArchived, notRole, qs)
 	if total != len(ok) || lost+dup+stray+refusedWithRow+wronglyArchived+refusedNotArchived+notRole != 0 {
@@ -296,6 +307,21 @@ func TestRoleGuardSoak(t *testing.T) {
 	}
 	if qs.Completed != len(ok) || qs.Archived != len(rejected) || qs.Pending+qs.Active+qs.Scheduled+qs.Retry != 0 {
 		t.Errorf("queue %+v; want %d completed, %d archived, nothing left", qs, len(ok), len(rejected))
+	}
+}
+
+// waitDrained runs `producer wait` until every queue is drained, in
+// rounds shorter than run's own limit, failing after timeout.
+func (e *env) waitDrained(timeout time.Duration) {
+	e.t.Helper()
+	for deadline := time.Now().Add(timeout); ; {
+		r := e.run("producer", nil, nil, "wait", "--timeout", "5m")
+		switch {
+		case r.code == 0:
+			return
+		case r.code != 1 || time.Now().After(deadline):
+			e.t.Fatalf("producer wait: exit %d after %s\nstdout: %s\nstderr: %s", r.code, timeout, r.stdout, r.stderr)
+		}
 	}
 }
 
