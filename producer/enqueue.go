@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -12,6 +13,7 @@ import (
 	"time"
 
 	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
 	"github.com/spf13/cobra"
 
 	"github.com/tickerq/tickerq/internal/cli"
@@ -72,6 +74,15 @@ with --failed-file F is written to F, one a line, ready for --file F; after a
 lost connection no more symbols are tried (they are failed). Exit 0 when all
 are enqueued (or skipped, or already enqueued), 1 when any failed or is
 unknown.
+
+With a redis-sentinel:// URL a lost connection instead pauses the enqueue
+for up to 1m until the sentinels' master answers (a failover), then it goes
+on with the same connection settings: the symbols not yet tried, and those
+that certainly did not reach Redis, are enqueued on the new master; with
+--id-prefix so are the unknown ones (reported "already enqueued" if the
+first call got through). Asynchronous replication means a task the old
+master acknowledged just before it died may be missing on the new one; it
+is still reported enqueued, as Redis acknowledged it.
 
 --id-prefix P gives each task the ID P:SYMBOL, so a re-run (of F, say)
 reports a symbol already in Redis as "already enqueued" on stderr instead
@@ -157,9 +168,13 @@ func runEnqueue(cmd *cobra.Command, g *globals, f *enqueueFlags, args []string) 
 	// done before anyone could read it.
 	line := progress.NewLine(errOut, f.file != "" && progress.IsTerminal(errOut))
 	counter := progress.NewCounter(line, "enqueue", len(symbols))
-	results, enqErr := queue.EnqueueAll(ctx, client, symbols, queue.EnqueueConfig{
+	cfg := queue.EnqueueConfig{
 		Options: opts, IDPrefix: f.idPrefix, Each: func(queue.Result) { counter.Add(1) },
-	})
+	}
+	if queue.FollowsFailover(e.redis) {
+		cfg.Reconnect = func(ctx context.Context) error { return awaitMaster(ctx, errOut, rc) }
+	}
+	results, enqErr := queue.EnqueueAll(ctx, client, symbols, cfg)
 	counter.Finish()
 	var n [queue.Unknown + 1]int
 	for _, r := range results {
@@ -182,6 +197,25 @@ func runEnqueue(cmd *cobra.Command, g *globals, f *enqueueFlags, args []string) 
 	if enqErr != nil {
 		return interrupted(ctx, f.notEnqueued(n[queue.Failed], n[queue.Unknown], len(symbols)))
 	}
+	return nil
+}
+
+// failoverWait bounds how long an enqueue through sentinels waits, after a
+// lost connection, for them to name a master that answers. Sentinel's own
+// default takes 30 s to call a master down (down-after-milliseconds), then
+// a few seconds to promote a replica.
+const failoverWait = time.Minute
+
+// awaitMaster waits for rc (made from a redis-sentinel:// URL) to reach a
+// master again, saying so on errOut.
+func awaitMaster(ctx context.Context, errOut io.Writer, rc redis.UniversalClient) error {
+	fmt.Fprintf(errOut, "producer: lost the connection to redis; waiting up to %s for the sentinels' master\n", failoverWait)
+	start := time.Now()
+	if err := queue.WaitReachable(ctx, rc, failoverWait); err != nil {
+		fmt.Fprintf(errOut, "producer: %v; giving up on the symbols not yet tried\n", err)
+		return err
+	}
+	fmt.Fprintf(errOut, "producer: redis answers again after %s; enqueueing the rest\n", time.Since(start).Round(time.Millisecond))
 	return nil
 }
 

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"sync"
+	"time"
 
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
@@ -128,4 +129,39 @@ func notSent(err error) bool {
 	}
 	var reply redis.Error
 	return errors.As(err, &reply) && !errors.Is(err, redis.Nil)
+}
+
+// FollowsFailover reports whether opt names its Redis through sentinels
+// (a redis-sentinel:// URL): a client made from it reaches whichever server
+// they call the master, so after a lost connection it is worth waiting for
+// them to promote a replica instead of giving up.
+func FollowsFailover(opt asynq.RedisConnOpt) bool {
+	switch opt.(type) {
+	case asynq.RedisFailoverClientOpt, *asynq.RedisFailoverClientOpt:
+		return true
+	}
+	return false
+}
+
+// reachablePoll is how often WaitReachable pings.
+const reachablePoll = 100 * time.Millisecond
+
+// WaitReachable pings c until Redis answers, ctx is done or timeout passes,
+// and returns nil once it answers. Each ping has at most a second.
+func WaitReachable(ctx context.Context, c redis.UniversalClient, timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	for {
+		pctx, pcancel := context.WithTimeout(ctx, time.Second)
+		err := c.Ping(pctx).Err()
+		pcancel()
+		if err == nil {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("redis did not answer within %s: %w", timeout, err)
+		case <-time.After(reachablePoll):
+		}
+	}
 }

@@ -9,6 +9,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 
 	"github.com/hibiken/asynq"
@@ -91,7 +92,20 @@ type EnqueueConfig struct {
 	// is known (to show progress), from several goroutines at once; it must
 	// not block for long.
 	Each func(Result)
+	// Reconnect, if not nil, is called after a lost connection instead of
+	// giving up on the symbols not yet tried. It should return once Redis
+	// answers again (nil) or it gives up (an error). Meanwhile no enqueue
+	// starts; after it returns nil, the symbols not yet tried are enqueued,
+	// and so is again a symbol whose call certainly did not reach Redis
+	// (Failed), or, with an IDPrefix, whose outcome was Unknown (a retry
+	// then reports AlreadyEnqueued if the first call did create it). It is
+	// meant for a redis-sentinel:// client, which reaches the new master
+	// once the sentinels have promoted one.
+	Reconnect func(context.Context) error
 }
+
+// maxAttempts bounds the calls for one symbol when Reconnect is set.
+const maxAttempts = 3
 
 // Enqueue enqueues one tasks.TypeQuoteFetch task per symbol with opts,
 // keeping up to workers enqueues in flight (DefaultWorkers if workers <= 0).
@@ -118,13 +132,15 @@ func EnqueueEach(ctx context.Context, client *asynq.Client, symbols []string, op
 // with any other client every error from Redis is Unknown. After the first
 // lost connection, and once ctx is done, no more symbols are tried: they
 // are Failed with ErrNotAttempted. EnqueueAll returns an error wrapping
-// ErrEnqueue if any symbol is Failed or Unknown.
+// ErrEnqueue if any symbol is Failed or Unknown. With cfg.Reconnect, a lost
+// connection pauses the enqueues until it returns instead (see
+// EnqueueConfig.Reconnect).
 func EnqueueAll(ctx context.Context, client *asynq.Client, symbols []string, cfg EnqueueConfig) ([]Result, error) {
 	workers := cfg.Workers
 	if workers <= 0 {
 		workers = DefaultWorkers
 	}
-	e := enqueuer{client: client, opts: cfg.Options, queue: queueOf(cfg.Options), idPrefix: cfg.IDPrefix}
+	e := enqueuer{client: client, opts: cfg.Options, queue: queueOf(cfg.Options), idPrefix: cfg.IDPrefix, reconnect: cfg.Reconnect}
 	results := make([]Result, len(symbols))
 
 	next, repeat := chains(symbols)
@@ -175,29 +191,81 @@ func EnqueueAll(ctx context.Context, client *asynq.Client, symbols []string, cfg
 
 // enqueuer enqueues the symbols of one EnqueueAll.
 type enqueuer struct {
-	client   *asynq.Client
-	opts     []asynq.Option
-	queue    string
-	idPrefix string
-	broken   atomic.Bool // a connection was lost or refused: try no more
+	client    *asynq.Client
+	opts      []asynq.Option
+	queue     string
+	idPrefix  string
+	reconnect func(context.Context) error
+	broken    atomic.Bool // a connection was lost or refused: try no more
+
+	// paused is held shared by each call and exclusively while
+	// reconnecting, so that no call starts against a Redis known to be
+	// gone. gen counts the reconnects, so that the calls that lost the
+	// same connection reconnect once.
+	paused sync.RWMutex
+	gen    uint64
 }
 
+// one enqueues sym, again after a reconnect while that is safe: when the
+// call certainly did not reach Redis, or when the task ID makes a second
+// call harmless.
 func (e *enqueuer) one(ctx context.Context, sym string) Result {
-	r := Result{Symbol: sym, Queue: e.queue, Outcome: Failed}
+	for attempt := 1; ; attempt++ {
+		e.paused.RLock()
+		gen := e.gen
+		r, lost := e.try(ctx, sym)
+		e.paused.RUnlock()
+		if !lost {
+			return r
+		}
+		if e.reconnect == nil {
+			e.broken.Store(true)
+			return r
+		}
+		again := r.Outcome == Failed || (r.Outcome == Unknown && e.idPrefix != "")
+		if !e.recover(ctx, gen) || !again || attempt == maxAttempts {
+			return r
+		}
+	}
+}
+
+// recover calls reconnect, unless another call did since gen, and reports
+// whether Redis answers again; if not, no more symbols are tried.
+func (e *enqueuer) recover(ctx context.Context, gen uint64) bool {
+	e.paused.Lock()
+	defer e.paused.Unlock()
+	switch {
+	case e.broken.Load():
+		return false
+	case e.gen != gen:
+		return true
+	}
+	if err := e.reconnect(ctx); err != nil {
+		e.broken.Store(true)
+		return false
+	}
+	e.gen++
+	return true
+}
+
+// try makes one call for sym; lost reports that the connection to Redis
+// was lost or refused.
+func (e *enqueuer) try(ctx context.Context, sym string) (r Result, lost bool) {
+	r = Result{Symbol: sym, Queue: e.queue, Outcome: Failed}
 	if err := ctx.Err(); err != nil {
 		r.Err = fmt.Errorf("%w: %w", ErrNotAttempted, err)
-		return r
+		return r, false
 	}
 	if e.broken.Load() {
 		r.Err = fmt.Errorf("%w: the connection to redis was lost earlier", ErrNotAttempted)
-		return r
+		return r, false
 	}
 	opts := e.opts
 	if e.idPrefix != "" {
 		norm, err := tasks.NormalizeSymbol(sym)
 		if err != nil {
 			r.Err = err
-			return r
+			return r, false
 		}
 		r.ID = TaskID(e.idPrefix, norm)
 		opts = append(opts[:len(opts):len(opts)], asynq.TaskID(r.ID))
@@ -205,7 +273,7 @@ func (e *enqueuer) one(ctx context.Context, sym string) Result {
 	task, err := tasks.NewQuoteFetchTask(sym, opts...)
 	if err != nil {
 		r.Err = err
-		return r
+		return r, false
 	}
 	callCtx, rec := withRecord(ctx)
 	info, err := e.client.EnqueueContext(callCtx, task)
@@ -218,11 +286,9 @@ func (e *enqueuer) one(ctx context.Context, sym string) Result {
 		r.Outcome, r.Err = Skipped, err
 	default:
 		r.Outcome, r.Err = classify(rec, err), err
-		if connectionLost(rec) {
-			e.broken.Store(true)
-		}
+		lost = connectionLost(rec)
 	}
-	return r
+	return r, lost
 }
 
 // classify tells from what one enqueue sent whether its error certainly
