@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -165,6 +166,26 @@ func (s *SentinelSet) WaitPromoted(old string, timeout time.Duration) string {
 			s.tb.Fatalf("testenv: sentinels still name %v, not a new master, %s after asking\n%s", addrs, timeout, s.Logs())
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// StallReplica stops (SIGSTOP) or resumes (SIGCONT) the replica process,
+// as a replica that falls behind: while it is stopped the master goes on
+// acknowledging writes it has not replicated, and what does not fit in the
+// sockets' buffers is lost if the master dies then.
+func (s *SentinelSet) StallReplica(stop bool) {
+	s.tb.Helper()
+	sig := syscall.SIGCONT
+	if stop {
+		sig = syscall.SIGSTOP
+	}
+	s.Replica.mu.Lock()
+	defer s.Replica.mu.Unlock()
+	if s.Replica.cmd == nil {
+		s.tb.Fatalf("testenv: replica on %s is not running", s.Replica.Addr())
+	}
+	if err := s.Replica.cmd.Process.Signal(sig); err != nil {
+		s.tb.Fatalf("testenv: signal the replica: %v", err)
 	}
 }
 
