@@ -95,3 +95,39 @@ func TestEnqueueFollowsSentinelFailover(t *testing.T) {
 	}
 	t.Logf("acknowledged but not on the new master: %d of %d", lost, n)
 }
+
+// TestEnqueueReconnectGivesUp: when Reconnect fails, it is called once and
+// the symbols not yet tried fail as before, not attempted.
+func TestEnqueueReconnectGivesUp(t *testing.T) {
+	t.Parallel()
+	rc, err := NewRedisClient(asynq.RedisClientOpt{Addr: "127.0.0.1:1"}) // nothing listens on port 1
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rc.Close()
+	client := asynq.NewClientFromRedisClient(rc)
+	defer client.Close()
+	syms := make([]string, 200)
+	for i := range syms {
+		syms[i] = fmt.Sprintf("G%03d", i)
+	}
+	var calls atomic.Int64
+	res, err := EnqueueAll(t.Context(), client, syms, EnqueueConfig{
+		Reconnect: func(context.Context) error { calls.Add(1); return errors.New("no master") },
+	})
+	if !errors.Is(err, ErrEnqueue) {
+		t.Fatalf("err = %v, want ErrEnqueue", err)
+	}
+	notAttempted := 0
+	for _, r := range res {
+		if r.Outcome != Failed {
+			t.Fatalf("%s: %v, want failed", r.Symbol, r.Outcome)
+		}
+		if errors.Is(r.Err, ErrNotAttempted) {
+			notAttempted++
+		}
+	}
+	if calls.Load() != 1 || notAttempted == 0 {
+		t.Fatalf("Reconnect called %d times, %d not attempted; want 1 call and the rest not attempted", calls.Load(), notAttempted)
+	}
+}
