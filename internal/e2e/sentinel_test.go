@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/tickerq/tickerq/internal/testenv"
@@ -119,20 +120,37 @@ func killMasterMidRun(t *testing.T) {
 	// could not report done: asynq's syncer retries that with a context it
 	// has already cancelled (processor.go: defer cancel()), so they stay
 	// active until their lease runs out and the recoverer moves them (60 to
-	// 120 s). They are orphans: active, with a lease from before the
-	// promotion (every lease set through the new master ends after
-	// promotion + 30 s).
+	// 120 s). They are orphans: active, and in no worker's list of the tasks
+	// it works on, for longer than asynq's 5 s heartbeat that updates it.
 	rc := redis.NewClient(&redis.Options{Addr: newMaster})
 	defer rc.Close()
+	insp := asynq.NewInspector(asynq.RedisClientOpt{Addr: newMaster})
+	defer insp.Close()
 	var orphans []string
+	var orphanSet string
+	var stableSince time.Time
 	waitQueue(t, rc, 60*time.Second, func(active map[string]time.Time) bool {
+		servers, err := insp.Servers()
+		if err != nil {
+			return false
+		}
+		busy := map[string]bool{}
+		for _, srv := range servers {
+			for _, w := range srv.ActiveWorkers {
+				busy[w.TaskID] = true
+			}
+		}
 		orphans = orphans[:0]
-		for id, lease := range active {
-			if !lease.After(w.promotedAt().Add(30 * time.Second)) {
+		for id := range active {
+			if !busy[id] {
 				orphans = append(orphans, id)
 			}
 		}
-		return len(orphans) == len(active)
+		slices.Sort(orphans)
+		if set := strings.Join(orphans, " "); len(orphans) != len(active) || set != orphanSet {
+			orphanSet, stableSince = set, time.Now()
+		}
+		return len(orphans) == len(active) && time.Since(stableSince) > 6*time.Second
 	})
 	slices.Sort(orphans)
 	stopWatch()
@@ -160,7 +178,7 @@ func killMasterMidRun(t *testing.T) {
 	if os.Getenv("TICKERQ_E2E_SENTINEL_FULL") != "" {
 		start := time.Now()
 		e.producer(nil, "wait", "--timeout", "3m")
-		t.Logf("orphans recovered by asynq and done %s later", time.Since(start).Round(time.Second))
+		t.Logf("orphans recovered by asynq and done %s later, %s after the kill", time.Since(start).Round(time.Second), time.Since(killed).Round(time.Second))
 		orphans = nil
 	}
 
@@ -393,14 +411,6 @@ func watchPromotion(ctx context.Context, addr string) *promotionWatch {
 		}
 	}()
 	return w
-}
-
-// promotedAt is when the replica was first seen as the master, or the
-// zero time.
-func (w *promotionWatch) promotedAt() time.Time {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.times.promoted
 }
 
 // waitQueue polls the default queue on c until nothing is pending,
