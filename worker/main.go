@@ -250,11 +250,24 @@ func run(ctx context.Context, cfg *config.Worker, connectTimeoutFlag string) err
 	}
 	defer quotes.Close()
 	// The upstream's rate limit and pauses, shared with every worker on
-	// this Redis for the same API URL and key.
-	limiter, err := ratelimit.Start(ctx, ratelimit.Config{
-		Redis: rdb, BaseURL: cfg.QuoteAPIURL, APIKey: string(cfg.QuoteAPIKey), Rate: cfg.QuoteRateLimit,
-		Observer: m, Logger: log,
+	// this Redis for the same API URL and key. Its subscription is a new
+	// connection to Redis, which may have gone away since the ping: it is
+	// retried like the first connection (the chaos suite saw a worker exit
+	// 1 when Redis was killed in between).
+	var limiter *ratelimit.Limiter
+	retry.Name = "redis"
+	err = startup.Connect(ctx, retry, func(ctx context.Context) error {
+		var err error
+		limiter, err = ratelimit.Start(ctx, ratelimit.Config{
+			Redis: rdb, BaseURL: cfg.QuoteAPIURL, APIKey: string(cfg.QuoteAPIKey), Rate: cfg.QuoteRateLimit,
+			Observer: m, Logger: log,
+		})
+		return err
 	})
+	if ctx.Err() != nil {
+		log.Info().Msg("signal received while connecting: exiting")
+		return nil
+	}
 	if err != nil {
 		return err
 	}

@@ -15,6 +15,9 @@ type Proxy struct {
 	mu        sync.Mutex
 	down      bool
 	blackhole bool
+	// passes is how many more connections may open before new ones are
+	// refused; negative for no limit.
+	passes int
 	// flow is closed while bytes may flow; a blackhole replaces it with an
 	// open channel that Restore (or a cut) closes.
 	flow  chan struct{}
@@ -32,7 +35,7 @@ func NewProxy(tb testing.TB, target string) *Proxy {
 	}
 	flow := make(chan struct{})
 	close(flow)
-	p := &Proxy{ln: ln, target: target, flow: flow, conns: map[net.Conn]struct{}{}}
+	p := &Proxy{ln: ln, target: target, flow: flow, passes: -1, conns: map[net.Conn]struct{}{}}
 	p.wg.Add(1)
 	go p.accept()
 	tb.Cleanup(p.close)
@@ -49,12 +52,23 @@ func (p *Proxy) SetDown(down bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.down = down
+	p.passes = -1
 	if down {
 		for c := range p.conns {
 			_ = c.Close()
 		}
 		p.setBlackhole(false)
 	}
+}
+
+// RefuseAfter lets the next n connections through and then refuses new
+// ones, closing them at once, while those already open keep working: a
+// service that goes away between a client's first connection and its
+// next. SetDown(false) (or true) ends it.
+func (p *Proxy) RefuseAfter(n int) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.passes = n
 }
 
 // SetBlackhole starts (true) or ends (false) a network partition: while it
@@ -94,10 +108,13 @@ func (p *Proxy) accept() {
 			return
 		}
 		p.mu.Lock()
-		if p.down {
+		if p.down || p.passes == 0 {
 			p.mu.Unlock()
 			_ = c.Close()
 			continue
+		}
+		if p.passes > 0 {
+			p.passes--
 		}
 		p.conns[c] = struct{}{}
 		p.mu.Unlock()

@@ -104,3 +104,24 @@ func TestProxyCutEndsBlackhole(t *testing.T) {
 		t.Fatalf("after restore: %q, %v", got, err)
 	}
 }
+
+func TestProxyRefuseAfter(t *testing.T) {
+	p := NewProxy(t, echoServer(t))
+	p.RefuseAfter(1)
+	first := dial(t, p.Addr())
+	if got, err := roundTrip(first, "one", 2*time.Second); err != nil || got != "one" {
+		t.Fatalf("first connection: %q, %v", got, err)
+	}
+	second := dial(t, p.Addr())
+	if _, err := readN(second, 1, 2*time.Second); err == nil || errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("second connection: %v; want it closed at once", err)
+	}
+	if got, err := roundTrip(first, "still", 2*time.Second); err != nil || got != "still" {
+		t.Fatalf("first connection after the refusal: %q, %v; want it open", got, err)
+	}
+	p.SetDown(false)
+	third := dial(t, p.Addr())
+	if got, err := roundTrip(third, "back", 2*time.Second); err != nil || got != "back" {
+		t.Fatalf("after SetDown(false): %q, %v", got, err)
+	}
+}

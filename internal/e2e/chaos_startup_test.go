@@ -1,0 +1,46 @@
+package e2e
+
+import (
+	"net/http"
+	"net/url"
+	"testing"
+	"time"
+
+	"github.com/tickerq/tickerq/internal/testenv"
+)
+
+// TestChaosWorkerRedisGoneAfterPing is the regression test of what the
+// chaos suite found: Redis killed just after a starting worker's first ping
+// made the worker exit 1 ("subscribe to upstream pauses: … connection
+// refused"), because only that ping was retried. Here a proxy lets the
+// worker's first Redis connection through and refuses the next ones: the
+// worker must wait for Redis, as it does before its first ping, and then
+// work normally.
+func TestChaosWorkerRedisGoneAfterPing(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	quoteURL, _ := e.startQuoteserver()
+	u, err := url.Parse(e.redis)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rp := testenv.NewProxy(t, u.Host)
+	rp.RefuseAfter(1)
+	p := e.start("worker", []string{
+		"ADMIN_ADDR=127.0.0.1:0", "QUOTE_API_URL=" + quoteURL,
+		"REDIS_URL=" + withHost(t, e.redis, rp.Addr()),
+	}, "--connect-timeout", "2m")
+	admin := "http://" + e.loggedAddr(p, "admin server listening")
+
+	waitBody(t, admin+"/readyz", http.StatusServiceUnavailable, "starting: waiting for redis (attempt 2)", 30*time.Second, p)
+	rp.SetDown(false)
+	waitHTTP(t, admin+"/readyz", 30*time.Second, p)
+	e.enqueueFile([]string{"GOOG"})
+	e.producer(nil, "wait", "--timeout", "30s")
+	if rows, _ := e.rows(); rows != 1 {
+		t.Errorf("rows = %d after the wait, want 1", rows)
+	}
+	if code := p.stop(t, 30*time.Second); code != 0 {
+		t.Errorf("exit %d after SIGTERM, want 0", code)
+	}
+}
