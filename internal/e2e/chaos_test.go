@@ -162,9 +162,11 @@ func newChaos(t *testing.T, jobs int, latency time.Duration) *chaos {
 		c.unknown = append(c.unknown, fmt.Sprintf("UNK%03d", i))
 	}
 
-	// Redis of the test's own, persisted with an append-only file so that a
-	// kill -9 loses nothing it acknowledged to a client (the file is written
-	// before the reply; fsync only matters when the machine dies).
+	// Redis of the test's own, persisted with an append-only file. A kill -9
+	// of the process loses only what Redis had not yet written to the file
+	// (fsync matters only when the machine dies): with the default
+	// appendfsync everysec it writes before replying, unless a slow
+	// background fsync made it postpone the write, for at most 2 s.
 	c.redis = testenv.StartRedisServer(t, "--appendonly", "yes")
 	e.setVar("REDIS_URL", c.redis.URL(0))
 
