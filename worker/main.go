@@ -169,8 +169,10 @@ func run(ctx context.Context, cfg *config.Worker, connectTimeoutFlag string) err
 	}
 	// The first connections are retried with backoff: services started
 	// together with the worker may take a while to answer.
+	// --connect-timeout is one budget for every stage below together.
 	retry := startup.Options{
 		Timeout:  connectTimeout,
+		Deadline: time.Now().Add(connectTimeout),
 		Redactor: config.NewRedactor("", cfg.DatabaseURL, cfg.RedisURL),
 		Log:      log,
 		OnAttempt: func(name string, n int) {

@@ -48,6 +48,9 @@ type Options struct {
 	// Timeout is how long Connect keeps trying after the first attempt;
 	// zero tries once.
 	Timeout time.Duration
+	// Deadline, if set, also ends the retries: a program that connects to
+	// several services in turn gives them one budget together.
+	Deadline time.Time
 	// Redactor hides secrets (the services' URL passwords) in logged and
 	// returned errors; nil hides nothing.
 	Redactor *config.Redactor
@@ -70,7 +73,11 @@ func Connect(ctx context.Context, opt Options, fn func(ctx context.Context) erro
 	if delay == nil {
 		delay = Backoff
 	}
-	deadline := time.Now().Add(opt.Timeout)
+	start := time.Now()
+	deadline := start.Add(opt.Timeout)
+	if !opt.Deadline.IsZero() && opt.Deadline.Before(deadline) {
+		deadline = opt.Deadline
+	}
 	for attempt := 1; ; attempt++ {
 		if opt.OnAttempt != nil {
 			opt.OnAttempt(opt.Name, attempt)
@@ -93,7 +100,7 @@ func Connect(ctx context.Context, opt Options, fn func(ctx context.Context) erro
 		left := time.Until(deadline)
 		if left <= 0 {
 			return fmt.Errorf("%s: %w after %d attempts in %s: %w",
-				opt.Name, ErrGaveUp, attempt, opt.Timeout, opt.Redactor.Error(err))
+				opt.Name, ErrGaveUp, attempt, time.Since(start).Round(100*time.Millisecond), opt.Redactor.Error(err))
 		}
 		wait = min(wait, left)
 		opt.Log.Warn().Str("service", opt.Name).Int("attempt", attempt).

@@ -123,3 +123,38 @@ func TestBackoff(t *testing.T) {
 		}
 	}
 }
+
+// A program connecting to several services in turn gives them one budget:
+// a stage that starts after the shared deadline tries once, and a deadline
+// earlier than Timeout ends the retries.
+func TestConnectSharedDeadline(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name     string
+		deadline time.Duration // from now
+		maxCalls int
+	}{
+		{name: "deadline passed", deadline: -time.Second, maxCalls: 1},
+		{name: "deadline before timeout", deadline: 60 * time.Millisecond, maxCalls: 20},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			fn, calls := failing(1000, errDown)
+			start := time.Now()
+			err := Connect(context.Background(), Options{
+				Name: "redis", Timeout: time.Minute, Deadline: start.Add(tc.deadline), Log: zerolog.Nop(),
+				Delay: func(int) time.Duration { return 5 * time.Millisecond },
+			}, fn)
+			if !errors.Is(err, ErrGaveUp) {
+				t.Fatalf("Connect = %v, want ErrGaveUp", err)
+			}
+			if *calls > tc.maxCalls {
+				t.Errorf("fn called %d times, want at most %d", *calls, tc.maxCalls)
+			}
+			if d := time.Since(start); d > 10*time.Second {
+				t.Errorf("Connect took %s, want the deadline, not the 1 m timeout", d)
+			}
+		})
+	}
+}
