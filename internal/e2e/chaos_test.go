@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"sort"
 	"strconv"
@@ -289,22 +288,7 @@ func (c *chaos) enqueueUntilDone(dir string, chunk int, symbols []string) error 
 // runProducer runs the producer without failing the test from the
 // producer goroutine.
 func (c *chaos) runProducer(args ...string) (result, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, filepath.Join(bin, "producer"), args...)
-	cmd.Env = c.e.environ()
-	var out, errOut bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errOut
-	err := cmd.Run()
-	r := result{stdout: out.String(), stderr: errOut.String()}
-	var exit *exec.ExitError
-	switch {
-	case errors.As(err, &exit):
-		r.code = exit.ExitCode()
-	case err != nil:
-		return r, fmt.Errorf("run producer %v: %w", args, err)
-	}
-	return r, nil
+	return c.e.tryRun(5*time.Minute, "producer", nil, nil, args...)
 }
 
 // chaosEvent is one fault at an offset from its cycle's start.

@@ -226,7 +226,18 @@ type result struct {
 // run runs program to completion with stdin.
 func (e *env) run(program string, stdin io.Reader, extraEnv []string, args ...string) result {
 	e.t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	r, err := e.tryRun(10*time.Minute, program, stdin, extraEnv, args...)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return r
+}
+
+// tryRun runs program to completion with stdin, killing it after timeout.
+// A non-zero exit is a result; only a program that could not run is an
+// error, so goroutines other than the test's can call it.
+func (e *env) tryRun(timeout time.Duration, program string, stdin io.Reader, extraEnv []string, args ...string) (result, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, filepath.Join(bin, program), args...)
 	cmd.Env = e.environ(extraEnv...)
@@ -240,9 +251,9 @@ func (e *env) run(program string, stdin io.Reader, extraEnv []string, args ...st
 	case errors.As(err, &exit):
 		r.code = exit.ExitCode()
 	case err != nil:
-		e.t.Fatalf("run %s %v: %v", program, args, err)
+		return r, fmt.Errorf("run %s %v: %w", program, args, err)
 	}
-	return r
+	return r, nil
 }
 
 // producer runs producer and fails the test unless it exits 0.
