@@ -24,11 +24,18 @@ var ErrStale = errors.New("stale: deadline passed before the task ran")
 // option is not used for this: a task past it is retried and then archived
 // by asynq, where this one is dropped.
 func NewQuoteFetchTaskWithDeadline(symbol string, deadline time.Time, opts ...asynq.Option) (*asynq.Task, error) {
+	headers, err := deadlineHeaders(deadline)
+	if err != nil {
+		return nil, err
+	}
+	return newQuoteFetchTask(symbol, headers, opts)
+}
+
+func deadlineHeaders(deadline time.Time) (map[string]string, error) {
 	if deadline.IsZero() {
 		return nil, fmt.Errorf("%w: zero deadline", ErrInvalidOption)
 	}
-	headers := map[string]string{HeaderDeadline: deadline.UTC().Format(time.RFC3339Nano)}
-	return newQuoteFetchTask(symbol, headers, opts)
+	return map[string]string{HeaderDeadline: deadline.UTC().Format(time.RFC3339Nano)}, nil
 }
 
 // Deadline returns the deadline a task carries in HeaderDeadline, and
