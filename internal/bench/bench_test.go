@@ -64,8 +64,12 @@ func TestBenchRunsEverySection(t *testing.T) {
 		if c.Median <= 0 || len(c.Runs) != 1 || c.Runs[0].Failed != 0 {
 			t.Errorf("throughput %s: %+v", c.Mode, c)
 		}
-		if (c.Mode == modeTickerq || c.Mode == modeOneTx) && c.Runs[0].Rows != opts.jobs {
+		if (c.Mode == modeTickerq || c.Mode == modeOneTx || c.Mode == modeTraced) && c.Runs[0].Rows != opts.jobs {
 			t.Errorf("throughput %s: %d rows for %d jobs", c.Mode, c.Runs[0].Rows, opts.jobs)
+		}
+		// Each job has at least its job, quote and commit-wait spans.
+		if c.Mode == modeTraced && c.Runs[0].Spans < 3*int64(opts.jobs) {
+			t.Errorf("throughput %s: %d spans exported for %d jobs", c.Mode, c.Runs[0].Spans, opts.jobs)
 		}
 	}
 	if r.Ratios == nil || r.Ratios.TickerqOverGet <= 0 || r.Ratios.TickerqOverOneTx <= 0 {

@@ -125,6 +125,8 @@ type bench struct {
 	role     postgres.Role
 	pg       *pgx.Conn // to the bench database, as the admin user
 
+	otlp *otlpSink // the traced configuration's collector
+
 	mu    sync.Mutex
 	procs []*proc
 }
@@ -168,6 +170,9 @@ func newBench(ctx context.Context, opts options) (b *bench, err error) {
 
 	if err := b.createDatabase(ctx); err != nil {
 		return b, err
+	}
+	if b.otlp, err = startOTLPSink(); err != nil {
+		return b, fmt.Errorf("otlp sink: %w", err)
 	}
 	return b, nil
 }
@@ -243,6 +248,9 @@ func (b *bench) close() {
 	}
 	if b.bin != "" {
 		_ = os.RemoveAll(b.bin)
+	}
+	if b.otlp != nil {
+		b.otlp.close()
 	}
 }
 
@@ -551,8 +559,15 @@ func (b *bench) server(name, mode, queue, quoteURL string, concurrency int) (*pr
 	case modeNoop, modeGet:
 		return b.start(name, b.self, []string{config.EnvRedisURL + "=" + b.redisURL, asMainEnv + "=1"},
 			"serve", "--mode", mode, "--queue", queue, "--quote-url", quoteURL, "--concurrency", strconv.Itoa(concurrency))
-	case modeTickerq, modeOneTx, modeOld:
+	case modeTickerq, modeOneTx, modeOld, modeTraced:
 		args := []string{"--queues", queue + "=1", "--concurrency", strconv.Itoa(concurrency)}
+		// Tracing is off in every configuration but the traced one, even
+		// if the bench's own environment switches it on.
+		tracing := []string{"OTEL_SDK_DISABLED=true"}
+		if mode == modeTraced {
+			tracing = []string{"OTEL_SDK_DISABLED=", "OTEL_EXPORTER_OTLP_ENDPOINT=" + b.otlp.url,
+				"OTEL_TRACES_SAMPLER=always_on", "OTEL_SERVICE_NAME=tickerq-bench"}
+		}
 		dbURL := b.dbURL
 		path := filepath.Join(b.bin, "worker")
 		switch mode {
@@ -566,14 +581,14 @@ func (b *bench) server(name, mode, queue, quoteURL string, concurrency int) (*pr
 			args = append(args, "--bench-one-tx-per-job")
 			dbURL += "&pool_max_conns=" + strconv.Itoa(min(concurrency+2, oneTxPoolCap))
 		}
-		p, err := b.start(name, path, []string{
+		p, err := b.start(name, path, append([]string{
 			config.EnvRedisURL + "=" + b.redisURL,
 			config.EnvDatabaseURL + "=" + dbURL,
 			config.EnvDBRole + "=" + b.role.String(),
 			config.EnvQuoteAPIURL + "=" + quoteURL,
 			config.EnvAdminAddr + "=127.0.0.1:0",
 			"LOG_FORMAT=json", "LOG_LEVEL=info",
-		}, args...)
+		}, tracing...), args...)
 		if err != nil {
 			return nil, err
 		}

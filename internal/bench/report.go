@@ -63,6 +63,8 @@ type Run struct {
 	Failed        int64   `json:"failed"`
 	Rows          int     `json:"rows,omitempty"`
 	BatchRows     float64 `json:"mean_rows_per_batch,omitempty"`
+	// Spans is how many spans the traced configuration exported.
+	Spans int64 `json:"spans,omitempty"`
 }
 
 // ConfigResult is one configuration's runs and their median.
@@ -96,6 +98,9 @@ type Ratios struct {
 	TickerqOverGet   float64 `json:"tickerq_over_asynq_get"`
 	TickerqOverOneTx float64 `json:"tickerq_over_one_tx_per_job"`
 	GetOverNoop      float64 `json:"asynq_get_over_noop"`
+	// TracedOverTickerq is tickerq with tracing on (every trace sampled)
+	// over tickerq with it off.
+	TracedOverTickerq float64 `json:"traced_over_tickerq,omitempty"`
 	// TickerqOverOld is set when --old-worker was measured.
 	TickerqOverOld float64 `json:"tickerq_over_old_worker,omitempty"`
 }
@@ -112,6 +117,9 @@ func ratios(cs []ConfigResult) *Ratios {
 	}
 	if m[modeOld] > 0 {
 		r.TickerqOverOld = m[modeTickerq] / m[modeOld]
+	}
+	if m[modeTraced] > 0 && m[modeTickerq] > 0 {
+		r.TracedOverTickerq = m[modeTraced] / m[modeTickerq]
 	}
 	return r
 }
@@ -282,6 +290,9 @@ func (r *Report) markdown() string {
 				r.Ratios.TickerqOverGet, r.Ratios.TickerqOverOneTx)
 			if r.Ratios.TickerqOverOld > 0 {
 				fmt.Fprintf(&w, "; tickerq / before group commit = **%.2f×**", r.Ratios.TickerqOverOld)
+			}
+			if r.Ratios.TracedOverTickerq > 0 {
+				fmt.Fprintf(&w, "; tracing on / off = **%.2f×**", r.Ratios.TracedOverTickerq)
 			}
 			w.WriteString(".\n")
 		}

@@ -27,6 +27,9 @@ const (
 	modeTickerq = "tickerq"     // the worker as shipped: group commit
 	modeOneTx   = "tickerq-1tx" // the worker with --bench-one-tx-per-job
 	modeOld     = "tickerq-old" // --old-worker, when given
+	// modeTraced is modeTickerq with tracing on: every trace sampled and
+	// exported over OTLP/HTTP to the bench's own sink.
+	modeTraced = "tickerq-traced"
 )
 
 // oldLabel names the --old-worker configuration.
@@ -38,6 +41,7 @@ var configurations = []struct{ mode, label string }{
 	{modeNoop, "asynq, no-op handler"},
 	{modeGet, "asynq, quote GET only"},
 	{modeTickerq, "tickerq end to end (group commit)"},
+	{modeTraced, "tickerq end to end, tracing on (100 % sampled, OTLP/HTTP)"},
 	{modeOneTx, "tickerq, one transaction per job"},
 }
 
@@ -157,7 +161,8 @@ func (b *bench) throughputRun(ctx context.Context, mode, tag, quoteURL string) (
 		return Run{}, err
 	}
 	run := Run{JobsPerSecond: d.rate(), Seconds: d.last.Sub(d.first).Seconds(), Failed: d.final.failed}
-	if mode == modeTickerq || mode == modeOneTx || mode == modeOld {
+	spans0 := b.otlp.spans.Load()
+	if mode == modeTickerq || mode == modeOneTx || mode == modeOld || mode == modeTraced {
 		run.BatchRows = batchRows(p)
 		if run.Rows, err = b.rows(ctx); err != nil {
 			return run, err
@@ -168,6 +173,12 @@ func (b *bench) throughputRun(ctx context.Context, mode, tag, quoteURL string) (
 	}
 	if err := p.stop(); err != nil {
 		return run, err
+	}
+	// The worker flushes its last spans as it stops.
+	if mode == modeTraced {
+		if run.Spans = b.otlp.spans.Load() - spans0; run.Spans == 0 {
+			return run, fmt.Errorf("%s: the worker exported no span (see %s)", mode, p.logPath)
+		}
 	}
 	if d.final.failed != 0 {
 		return run, fmt.Errorf("%s: %d jobs failed (see %s)", mode, d.final.failed, p.logPath)
