@@ -125,6 +125,9 @@ func runEnqueue(cmd *cobra.Command, g *globals, f *enqueueFlags, args []string) 
 	if err != nil {
 		return err
 	}
+	if err := checkTracing(); err != nil {
+		return err
+	}
 	raw, err := f.readSymbols(cmd, args)
 	if err != nil {
 		return err
@@ -150,6 +153,11 @@ func runEnqueue(cmd *cobra.Command, g *globals, f *enqueueFlags, args []string) 
 	if err != nil {
 		return err
 	}
+	stopTracing, err := startTracing(cmd.Context(), e.log)
+	if err != nil {
+		return err
+	}
+	defer stopTracing()
 
 	rc, err := queue.NewRedisClient(e.redis)
 	if err != nil {

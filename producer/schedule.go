@@ -114,11 +114,19 @@ func runSchedule(cmd *cobra.Command, g *globals, f *scheduleFlags) error {
 	if f.dryRun {
 		return dryRun(cmd.OutOrStdout(), cfg, f, changed("from"))
 	}
+	if err := checkTracing(); err != nil {
+		return err
+	}
 
 	e, err := g.load(cmd)
 	if err != nil {
 		return err
 	}
+	stopTracing, err := startTracing(cmd.Context(), e.log)
+	if err != nil {
+		return err
+	}
+	defer stopTracing()
 	// Ask for SIGHUP before anything slow: its default would kill us.
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)

@@ -209,7 +209,11 @@ type enqueuer struct {
 // one enqueues sym, again after a reconnect while that is safe: when the
 // call certainly did not reach Redis, or when the task ID makes a second
 // call harmless.
-func (e *enqueuer) one(ctx context.Context, sym string) Result {
+func (e *enqueuer) one(ctx context.Context, sym string) (r Result) {
+	// One span for all the attempts: every one carries the same trace
+	// context, so whichever task got in continues this trace.
+	ctx, span := StartEnqueueSpan(ctx, e.queue, sym)
+	defer func() { EndEnqueueSpan(span, r.ID, spanOutcome(r.Outcome), r.Err) }()
 	for attempt := 1; ; attempt++ {
 		e.paused.RLock()
 		gen := e.gen
@@ -270,7 +274,7 @@ func (e *enqueuer) try(ctx context.Context, sym string) (r Result, lost bool) {
 		r.ID = TaskID(e.idPrefix, norm)
 		opts = append(opts[:len(opts):len(opts)], asynq.TaskID(r.ID))
 	}
-	task, err := tasks.NewQuoteFetchTask(sym, opts...)
+	task, err := tasks.NewQuoteFetchTaskContext(ctx, sym, opts...)
 	if err != nil {
 		r.Err = err
 		return r, false

@@ -11,8 +11,10 @@ import (
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
 	"github.com/rs/zerolog"
+	"go.opentelemetry.io/otel/attribute"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/tickerq/tickerq/internal/queue"
 	"github.com/tickerq/tickerq/tasks"
 )
 
@@ -353,14 +355,33 @@ func (r *Runner) workers() int {
 	return 64
 }
 
-func (r *Runner) enqueue(ctx context.Context, e *Entry, sym string, slot, deadline time.Time, opts []asynq.Option) error {
-	all := append([]asynq.Option{asynq.TaskID(TaskID(e.Name, sym, slot))}, opts...)
-	task, err := tasks.NewQuoteFetchTaskWithDeadline(sym, deadline, all...)
+func (r *Runner) enqueue(ctx context.Context, e *Entry, sym string, slot, deadline time.Time, opts []asynq.Option) (err error) {
+	id := TaskID(e.Name, sym, slot)
+	ctx, span := queue.StartEnqueueSpan(ctx, e.Queue, sym, attrSchedule.String(e.Name))
+	defer func() { queue.EndEnqueueSpan(span, id, spanOutcome(err), err) }()
+	all := append([]asynq.Option{asynq.TaskID(id)}, opts...)
+	task, err := tasks.NewQuoteFetchTaskWithDeadlineContext(ctx, sym, deadline, all...)
 	if err != nil {
 		return err
 	}
 	_, err = r.Client.EnqueueContext(ctx, task)
 	return err
+}
+
+// attrSchedule names the entry whose firing enqueued a task.
+const attrSchedule = attribute.Key("tickerq.schedule")
+
+// spanOutcome is the enqueue span's outcome word for a firing's enqueue
+// error: the scheduler does not tell a lost reply from a refused call.
+func spanOutcome(err error) string {
+	switch {
+	case err == nil:
+		return "enqueued"
+	case errors.Is(err, asynq.ErrTaskIDConflict):
+		return "already_enqueued"
+	default:
+		return "failed"
+	}
 }
 
 // advance records slot as the entry's last fired slot and returns how many
