@@ -32,6 +32,7 @@ import (
 	"github.com/tickerq/tickerq/internal/quote"
 	"github.com/tickerq/tickerq/internal/ratelimit"
 	"github.com/tickerq/tickerq/internal/startup"
+	"github.com/tickerq/tickerq/internal/tracing"
 	"github.com/tickerq/tickerq/tasks"
 )
 
@@ -52,7 +53,9 @@ On a signal it stops fetching, lets in-flight jobs finish (bounded by
 
 Environment: REDIS_URL, DATABASE_URL, DB_ROLE, QUOTE_API_URL, QUOTE_API_KEY,
 WORKER_CONCURRENCY, WORKER_QUEUES, ADMIN_ADDR, QUOTE_RATE_LIMIT, LOG_LEVEL,
-LOG_FORMAT, WORKER_CONNECT_TIMEOUT.
+LOG_FORMAT, WORKER_CONNECT_TIMEOUT; tracing, off by default, by the standard
+OTEL_* variables (OTEL_EXPORTER_OTLP_ENDPOINT, OTEL_SERVICE_NAME,
+OTEL_TRACES_SAMPLER, ...).
 
 At start it retries its first connections to Postgres and Redis with backoff
 for up to --connect-timeout (0 tries once), logging each attempt; meanwhile
@@ -129,6 +132,9 @@ func run(ctx context.Context, cfg *config.Worker, connectTimeoutFlag string) err
 	if err := cfg.Finish(); err != nil {
 		return cli.Usage(err)
 	}
+	if err := tracing.Check(os.Getenv); err != nil {
+		return cli.Usage(err)
+	}
 	// Every job logs a line: they are written together every 100 ms
 	// (warnings and errors at once), not one write call per job.
 	logOut := logging.NewBuffered(os.Stderr, 100*time.Millisecond)
@@ -137,11 +143,26 @@ func run(ctx context.Context, cfg *config.Worker, connectTimeoutFlag string) err
 	if err != nil {
 		return cli.Usage(err)
 	}
+	log = log.Hook(tracing.Hook{}) // trace_id and span_id on the job lines
 	connectTimeout, err := parseConnectTimeout(connectTimeoutFlag)
 	if err != nil {
 		return cli.Usage(err)
 	}
 	log.Info().Object("config", cfg).Msg("starting worker")
+	// Spans are flushed last, after the pool has closed, so that the last
+	// batches' spans go out; bounded so that a dead collector cannot hold
+	// up the exit.
+	shutdownTracing, err := tracing.Setup(ctx, os.Getenv, "tickerq-worker", log)
+	if err != nil {
+		return cli.Usage(err)
+	}
+	defer func() {
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		if err := shutdownTracing(ctx); err != nil {
+			log.Warn().Str("error", err.Error()).Msg("tracing: spans not flushed at exit")
+		}
+	}()
 	redis.SetLogger(logging.Redis{L: log, Level: zerolog.WarnLevel})
 	// Libraries that use the standard logger (asynq's metrics collector)
 	// log through zerolog too.

@@ -11,6 +11,9 @@ import (
 	"sync/atomic"
 	"time"
 
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/tickerq/tickerq/tasks"
 )
 
@@ -104,11 +107,15 @@ type saveRequest struct {
 	taskID string
 	quote  tasks.Quote
 	res    chan saveResult // buffered: a flush never blocks on a caller that gave up
+	// wait is the caller's commit wait span, nil when the caller's span
+	// does not record; the batch carrying the row links to it.
+	wait trace.Span
 }
 
 type saveResult struct {
 	inserted bool
 	err      error
+	rows     int // of the batch transaction that decided
 }
 
 // NewCommitter starts a committer writing through db. Close it before
@@ -166,9 +173,22 @@ func (c *Committer) Pending() int { return int(c.held.Load()) }
 // still be committed, in which case the task's retry finds it and reports
 // a duplicate; a row whose caller is gone before its batch forms is
 // dropped.
+//
+// Under a recording span the wait is a span of its own, SpanCommitWait,
+// which the batch transaction's span links to.
 func (c *Committer) SavePrice(ctx context.Context, taskID string, q tasks.Quote) (inserted bool, err error) {
 	start := time.Now()
-	r := &saveRequest{ctx: ctx, queued: start, taskID: taskID, quote: q, res: make(chan saveResult, 1)}
+	var wait trace.Span
+	if trace.SpanFromContext(ctx).IsRecording() { // never a root of its own, nothing when off
+		ctx, wait = c.db.tracer.Start(ctx, SpanCommitWait)
+		defer func() {
+			if err != nil {
+				failSpan(wait, err)
+			}
+			wait.End()
+		}()
+	}
+	r := &saveRequest{ctx: ctx, queued: start, taskID: taskID, quote: q, res: make(chan saveResult, 1), wait: wait}
 	select {
 	case <-c.closing:
 		return false, ErrCommitterClosed
@@ -184,6 +204,9 @@ func (c *Committer) SavePrice(ctx context.Context, taskID string, q tasks.Quote)
 	select {
 	case res := <-r.res:
 		c.obs.ObserveCommitWait(time.Since(start))
+		if wait != nil {
+			wait.SetAttributes(AttrBatchRows.Int(res.rows))
+		}
 		return res.inserted, res.err
 	case <-ctx.Done():
 		return false, fmt.Errorf("wait for commit: %w", context.Cause(ctx))
@@ -342,7 +365,7 @@ func (c *Committer) flush(batch []*saveRequest) {
 	}
 	for _, d := range dups {
 		res := results[first[d.taskID]]
-		d.res <- saveResult{err: res.err} // committed by its twin: a duplicate
+		d.res <- saveResult{err: res.err, rows: res.rows} // committed by its twin: a duplicate
 	}
 }
 
@@ -357,13 +380,21 @@ func (c *Committer) write(rows []*saveRequest, results map[*saveRequest]saveResu
 	}
 	ctx, cancel := context.WithTimeout(c.flushCtx, c.cfg.FlushTimeout)
 	defer cancel()
+	ctx, span := c.startBatchSpan(ctx, rows)
 	start := time.Now()
 	inserted, err := c.db.insertBatch(ctx, rows)
 	c.obs.ObserveFlush(len(rows), time.Since(start), err)
+	if span != nil {
+		if err != nil {
+			failSpan(span, err)
+		}
+		span.End()
+	}
+	n := len(rows)
 	switch {
 	case err == nil:
 		for _, r := range rows {
-			results[r] = saveResult{inserted: inserted[r.taskID]}
+			results[r] = saveResult{inserted: inserted[r.taskID], rows: n}
 		}
 	case errors.Is(err, tasks.ErrRejected) && len(rows) > 1:
 		mid := len(rows) / 2
@@ -371,13 +402,44 @@ func (c *Committer) write(rows []*saveRequest, results map[*saveRequest]saveResu
 		c.write(rows[mid:], results)
 	case errors.Is(err, tasks.ErrRejected):
 		c.obs.ObserveRejectedRow()
-		results[rows[0]] = saveResult{err: err}
+		results[rows[0]] = saveResult{err: err, rows: n}
 	default:
 		err = fmt.Errorf("commit a batch of %d rows: %w", len(rows), err)
 		for _, r := range rows {
-			results[r] = saveResult{err: err}
+			results[r] = saveResult{err: err, rows: n}
 		}
 	}
+}
+
+// startBatchSpan starts the span of one batch transaction, SpanCommitBatch:
+// the root of a trace of its own (it serves many jobs' traces), linked to
+// the commit wait of each traced row, and the parent of the SQL spans. It
+// returns a nil span, and builds nothing, when no row is traced.
+func (c *Committer) startBatchSpan(ctx context.Context, rows []*saveRequest) (context.Context, trace.Span) {
+	traced := 0
+	for _, r := range rows {
+		if r.wait != nil {
+			traced++
+		}
+	}
+	if traced == 0 {
+		return ctx, nil
+	}
+	links := make([]trace.Link, 0, traced)
+	for _, r := range rows {
+		if r.wait != nil {
+			links = append(links, trace.Link{SpanContext: r.wait.SpanContext()})
+		}
+	}
+	return c.db.tracer.Start(ctx, SpanCommitBatch,
+		trace.WithNewRoot(),
+		trace.WithSpanKind(trace.SpanKindClient),
+		trace.WithLinks(links...),
+		trace.WithAttributes(
+			AttrBatchRows.Int(len(rows)),
+			attribute.String("db.system.name", "postgresql"),
+			AttrDBRole.String(c.db.role.String()),
+		))
 }
 
 type nopObserver struct{}

@@ -16,6 +16,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/rs/zerolog"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/tickerq/tickerq/tasks"
 )
@@ -56,13 +57,18 @@ type Config struct {
 	MaxConns int32
 	// Logger receives the pool's warnings.
 	Logger zerolog.Logger
+	// TracerProvider makes the committer's spans and the SQL spans (the
+	// latter only under a recording span); nil means the global provider,
+	// which is a no-op unless tracing.Setup switched tracing on.
+	TracerProvider trace.TracerProvider
 }
 
 // DB is the worker's handle on PostgreSQL. It is safe for concurrent use.
 type DB struct {
-	pool *pgxpool.Pool
-	role Role
-	log  zerolog.Logger
+	pool   *pgxpool.Pool
+	role   Role
+	log    zerolog.Logger
+	tracer trace.Tracer // tickerq's spans on the write path
 	// roleLeaks counts connections the guard destroyed.
 	roleLeaks atomic.Int64
 }
@@ -87,8 +93,9 @@ func Open(ctx context.Context, cfg Config) (*DB, error) {
 	if pcfg.ConnConfig.ConnectTimeout == 0 {
 		pcfg.ConnConfig.ConnectTimeout = connectTimeout
 	}
-	db := &DB{role: cfg.Role, log: cfg.Logger}
+	db := &DB{role: cfg.Role, log: cfg.Logger, tracer: newTracer(cfg.TracerProvider)}
 	pcfg.PrepareConn = db.prepareConn
+	pcfg.ConnConfig.Tracer = newSQLTracer(tracerProvider(cfg.TracerProvider))
 	pool, err := pgxpool.NewWithConfig(ctx, pcfg)
 	if err != nil {
 		return nil, fmt.Errorf("create pool: %w", err)
