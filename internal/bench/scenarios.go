@@ -151,6 +151,7 @@ func (b *bench) throughputRun(ctx context.Context, mode, tag, quoteURL string) (
 	if err := b.truncate(ctx); err != nil {
 		return Run{}, err
 	}
+	spans0 := b.otlp.spans.Load()
 	p, err := b.server(tag+"-"+mode, mode, queue, quoteURL, b.opts.concurrency)
 	if err != nil {
 		return Run{}, err
@@ -161,7 +162,6 @@ func (b *bench) throughputRun(ctx context.Context, mode, tag, quoteURL string) (
 		return Run{}, err
 	}
 	run := Run{JobsPerSecond: d.rate(), Seconds: d.last.Sub(d.first).Seconds(), Failed: d.final.failed}
-	spans0 := b.otlp.spans.Load()
 	if mode == modeTickerq || mode == modeOneTx || mode == modeOld || mode == modeTraced {
 		run.BatchRows = batchRows(p)
 		if run.Rows, err = b.rows(ctx); err != nil {
