@@ -112,13 +112,15 @@ h1{font-size:16px;margin:0 0 4px}
 			color = "#b99bd8"
 		}
 		label := s.Name
-		if q := s.Attrs["db.query.text"]; q != "" && len(label) < 8 {
-			label += " " + q
-		}
 		left, width := pct(s.Start.Sub(t0)), pct(s.Duration())
+		// The duration goes right of the bar, or left of it near the end.
+		at := fmt.Sprintf("left:%.3f%%", left+width)
+		if left+width > 80 {
+			at = fmt.Sprintf("right:%.3f%%;padding-right:4px", 100-left)
+		}
 		fmt.Fprintf(&b, `<div class="r"><div class="l" style="padding-left:%dpx" title="%s">%s</div><div class="t">`+
-			`<div class="b" style="left:%.3f%%;width:%.3f%%;background:%s"></div><div class="d" style="left:%.3f%%">%s</div></div></div>`,
-			4+16*r.depth, html.EscapeString(label), html.EscapeString(label), left, width, color, min(left+width, 88), s.Duration().Round(time.Microsecond))
+			`<div class="b" style="left:%.3f%%;width:%.3f%%;background:%s"></div><div class="d" style="%s">%s</div></div></div>`,
+			4+16*r.depth, html.EscapeString(label), html.EscapeString(label), left, width, color, at, s.Duration().Round(time.Microsecond))
 	}
 	fmt.Fprintf(&b, `<div class="axis"><div class="l"></div><div style="flex:1;display:flex;justify-content:space-between"><span>0</span><span>%s</span><span>%s</span></div></div></div>`,
 		(total / 2).Round(time.Microsecond), total.Round(time.Microsecond))
@@ -127,7 +129,7 @@ h1{font-size:16px;margin:0 0 4px}
 	if err := os.WriteFile(page, []byte(b.String()), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	png := screenshotElement(t, "file://"+page, "#w")
+	png := screenshotPage(t, "file://"+page)
 	if err := os.WriteFile(waterfallPNG, png, 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -145,15 +147,15 @@ h1{font-size:16px;margin:0 0 4px}
 	t.Logf("wrote %s (%d bytes) and %s: trace %s, %d spans, %s", waterfallPNG, len(png), waterfallJSON, pick.enqueue.Trace, len(rows), total)
 }
 
-// screenshotElement renders url in headless Chromium and returns a PNG of
-// the element sel.
-func screenshotElement(t *testing.T, url, sel string) []byte {
+// screenshotPage renders url in headless Chromium and returns a PNG of the
+// whole page.
+func screenshotPage(t *testing.T, url string) []byte {
 	t.Helper()
 	opts := append(chromedp.DefaultExecAllocatorOptions[:],
 		chromedp.ExecPath(chromiumPath(t)),
 		chromedp.Headless, chromedp.NoSandbox, chromedp.DisableGPU, chromedp.NoFirstRun,
 		chromedp.UserDataDir(t.TempDir()),
-		chromedp.WindowSize(1300, 900),
+		chromedp.WindowSize(1240, 600),
 	)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
@@ -164,7 +166,7 @@ func screenshotElement(t *testing.T, url, sel string) []byte {
 	if _, err := chromedp.Run(tab, chromedp.Navigate(url)); err != nil {
 		t.Fatalf("open %s: %v", url, err)
 	}
-	png, err := chromedp.Run(tab, chromedp.ScreenshotScale(sel, 1.5, chromedp.NodeVisible))
+	png, err := chromedp.Run(tab, chromedp.FullScreenshot(100))
 	if err != nil {
 		t.Fatalf("screenshot %s: %v", url, err)
 	}
