@@ -49,10 +49,11 @@ and reports on and acts on the asynq queues that hold them (stats, wait,
 tasks, pause, unpause); ui serves the asynqmon web UI over them.
 
 Environment: REDIS_URL (default ` + config.DefaultRedisURL + `; redis://,
-rediss://, redis-socket:// or redis-sentinel://), LOG_LEVEL, LOG_FORMAT;
-OTEL_EXPORTER_OTLP_ENDPOINT and the other OTEL_* variables switch on
-OpenTelemetry tracing of enqueue and schedule (a root span per task, whose
-trace the worker's job continues; off by default).
+rediss://, redis-socket:// or redis-sentinel://), LOG_LEVEL, LOG_FORMAT.
+
+Tracing: enqueue and schedule read the standard OpenTelemetry variables
+(OTEL_EXPORTER_OTLP_ENDPOINT switches it on; off by default): a root span
+per task, whose trace the worker's job continues.
 
 Exit codes: 0 success, 1 runtime failure, 2 bad usage or invalid input.`,
 		Args: cobra.NoArgs,

@@ -53,8 +53,10 @@ On a signal it stops fetching, lets in-flight jobs finish (bounded by
 
 Environment: REDIS_URL, DATABASE_URL, DB_ROLE, QUOTE_API_URL, QUOTE_API_KEY,
 WORKER_CONCURRENCY, WORKER_QUEUES, ADMIN_ADDR, QUOTE_RATE_LIMIT, LOG_LEVEL,
-LOG_FORMAT, WORKER_CONNECT_TIMEOUT; tracing, off by default, by the standard
-OTEL_* variables (OTEL_EXPORTER_OTLP_ENDPOINT, OTEL_SERVICE_NAME,
+LOG_FORMAT, WORKER_CONNECT_TIMEOUT.
+
+Tracing: off by default; the standard OpenTelemetry variables switch it on
+and configure it (OTEL_EXPORTER_OTLP_ENDPOINT, OTEL_SERVICE_NAME,
 OTEL_TRACES_SAMPLER, ...).
 
 At start it retries its first connections to Postgres and Redis with backoff

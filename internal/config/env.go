@@ -39,7 +39,10 @@ const (
 )
 
 // What each program reads: every variable it looks at, and nothing else.
-// Keep these in step with the programs' --help ("Environment: ...").
+// Keep these in step with the programs' --help ("Environment: ..."). The
+// OpenTelemetry family (OTEL_*, read by internal/tracing and the SDK in
+// worker, producer enqueue and producer schedule) is apart: its names are
+// the specification's, and --help describes it in a "Tracing:" paragraph.
 var (
 	// WorkerEnv is read by `worker`.
 	WorkerEnv = []string{
