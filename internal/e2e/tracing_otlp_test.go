@@ -145,6 +145,7 @@ func (r *otlpReceiver) spans() []*span {
 					if ps.GetStatus().GetCode() == tracepb.Status_STATUS_CODE_ERROR {
 						s.Status = "error: " + ps.GetStatus().GetMessage()
 					}
+					s.values = append(s.values, ps.GetStatus().GetMessage())
 					for _, v := range res {
 						s.values = append(s.values, v)
 					}

@@ -68,12 +68,14 @@ func Observe(log zerolog.Logger, obs JobObserver, reported *logging.Reported, op
 	for _, opt := range opts {
 		opt(&o)
 	}
+	tracer := o.tracer
+	if tracer == nil {
+		// The global provider's tracer forwards to whatever tracing.Setup
+		// installs, even later; taken once, not per job.
+		tracer = tracing.Tracer()
+	}
 	return func(next asynq.Handler) asynq.Handler {
 		return asynq.HandlerFunc(func(ctx context.Context, t *asynq.Task) error {
-			tracer := o.tracer
-			if tracer == nil {
-				tracer = tracing.Tracer() // read late: Setup may come after the mux is built
-			}
 			ctx, span := tracer.Start(tasks.TraceContext(ctx, t), spanName(t.Type()), trace.WithSpanKind(trace.SpanKindConsumer))
 			defer span.End()
 			start := time.Now()

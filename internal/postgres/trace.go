@@ -63,6 +63,7 @@ func (s sqlTracer) TraceQueryStart(ctx context.Context, c *pgx.Conn, d pgx.Trace
 
 func (s sqlTracer) TraceQueryEnd(ctx context.Context, c *pgx.Conn, d pgx.TraceQueryEndData) {
 	if recording(ctx) {
+		d.Err = dataFree(d.Err)
 		s.t.TraceQueryEnd(ctx, c, d)
 	}
 }
@@ -76,12 +77,14 @@ func (s sqlTracer) TraceBatchStart(ctx context.Context, c *pgx.Conn, d pgx.Trace
 
 func (s sqlTracer) TraceBatchQuery(ctx context.Context, c *pgx.Conn, d pgx.TraceBatchQueryData) {
 	if recording(ctx) {
+		d.Err = dataFree(d.Err)
 		s.t.TraceBatchQuery(ctx, c, d)
 	}
 }
 
 func (s sqlTracer) TraceBatchEnd(ctx context.Context, c *pgx.Conn, d pgx.TraceBatchEndData) {
 	if recording(ctx) {
+		d.Err = dataFree(d.Err)
 		s.t.TraceBatchEnd(ctx, c, d)
 	}
 }
@@ -108,6 +111,7 @@ func (s sqlTracer) TracePrepareStart(ctx context.Context, c *pgx.Conn, d pgx.Tra
 
 func (s sqlTracer) TracePrepareEnd(ctx context.Context, c *pgx.Conn, d pgx.TracePrepareEndData) {
 	if recording(ctx) {
+		d.Err = dataFree(d.Err)
 		s.t.TracePrepareEnd(ctx, c, d)
 	}
 }
@@ -121,6 +125,7 @@ func (s sqlTracer) TraceCopyFromStart(ctx context.Context, c *pgx.Conn, d pgx.Tr
 
 func (s sqlTracer) TraceCopyFromEnd(ctx context.Context, c *pgx.Conn, d pgx.TraceCopyFromEndData) {
 	if recording(ctx) {
+		d.Err = dataFree(d.Err)
 		s.t.TraceCopyFromEnd(ctx, c, d)
 	}
 }
@@ -149,19 +154,36 @@ func tracerProvider(tp trace.TracerProvider) trace.TracerProvider {
 // newTracer is tickerq's tracer from tp (see tracerProvider).
 func newTracer(tp trace.TracerProvider) trace.Tracer { return tracerProvider(tp).Tracer(tracing.Name) }
 
-// failSpan marks span failed with a description that holds no data: a
-// database error's message can quote a value it refused (a price), so
-// only its SQLSTATE is kept.
-func failSpan(span trace.Span, err error) {
-	desc := "failed"
+// failSpan marks span failed with a description that holds no data (see
+// describe).
+func failSpan(span trace.Span, err error) { span.SetStatus(codes.Error, describe(err)) }
+
+// describe names err without its message: a database error's message can
+// quote a value it refused (a price), so only its SQLSTATE is kept.
+func describe(err error) string {
 	var pgErr *pgconn.PgError
 	switch {
 	case errors.As(err, &pgErr):
-		desc = "SQLSTATE " + pgErr.Code
+		return "SQLSTATE " + pgErr.Code
 	case errors.Is(err, context.DeadlineExceeded):
-		desc = "timeout"
+		return "timeout"
 	case errors.Is(err, context.Canceled):
-		desc = "cancelled"
+		return "cancelled"
 	}
-	span.SetStatus(codes.Error, desc)
+	return "failed"
+}
+
+// dataFreeError is what otelpgx sees of a statement's error: otelpgx puts
+// Error() in the SQL span's status and exception event, so it says only
+// describe(err); Unwrap still gives otelpgx the SQLSTATE attribute.
+type dataFreeError struct{ err error }
+
+func (e dataFreeError) Error() string { return describe(e.err) }
+func (e dataFreeError) Unwrap() error { return e.err }
+
+func dataFree(err error) error {
+	if err == nil {
+		return nil
+	}
+	return dataFreeError{err}
 }

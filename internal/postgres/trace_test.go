@@ -85,14 +85,20 @@ func byName(spans []sdktrace.ReadOnlySpan, name string) []sdktrace.ReadOnlySpan 
 	return out
 }
 
-// checkNoData fails t when an attribute or status of any span holds one of
-// the values the SQL carried as parameters.
+// checkNoData fails t when an attribute, event or status of any span holds
+// one of the values the SQL carried as parameters.
 func checkNoData(t *testing.T, spans []sdktrace.ReadOnlySpan, values ...string) {
 	t.Helper()
 	for _, s := range spans {
 		texts := []string{s.Status().Description}
 		for _, kv := range s.Attributes() {
 			texts = append(texts, kv.Value.String())
+		}
+		for _, ev := range s.Events() {
+			texts = append(texts, ev.Name)
+			for _, kv := range ev.Attributes {
+				texts = append(texts, kv.Value.String())
+			}
 		}
 		for _, text := range texts {
 			for _, v := range values {

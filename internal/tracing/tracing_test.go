@@ -115,3 +115,20 @@ func TestHookAddsIDs(t *testing.T) {
 		}
 	}
 }
+
+func TestEndpointHidesCredentials(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		env  map[string]string
+		want string
+	}{
+		{map[string]string{EnvEndpoint: "https://user:s3cret@collector:4318/?token=x"}, "https://collector:4318/ (+ /v1/traces)"},
+		{map[string]string{EnvTracesEndpoint: "http://c:4318/v1/traces"}, "http://c:4318/v1/traces"},
+		{map[string]string{EnvTracesExporter: "otlp"}, "default (localhost:4318)"},
+	}
+	for _, tc := range tests {
+		if got := endpoint(env(tc.env)); got != tc.want {
+			t.Errorf("endpoint(%v) = %q, want %q", tc.env, got, tc.want)
+		}
+	}
+}
