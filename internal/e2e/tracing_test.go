@@ -9,6 +9,7 @@ import (
 
 	"github.com/hibiken/asynq"
 
+	"github.com/tickerq/tickerq/internal/queue"
 	"github.com/tickerq/tickerq/internal/testenv"
 )
 
@@ -72,6 +73,14 @@ func TestTracingEndToEnd(t *testing.T) {
 	roots := checkEnqueueSpans(t, spans, ids)
 	chains := checkJobTraces(t, spans, roots)
 	checkJobLogs(t, worker.logs.String(), chains)
+	batches, sql := map[*span]bool{}, 0
+	for _, c := range chains {
+		if !batches[c.batch] {
+			batches[c.batch], sql = true, sql+len(c.sql)
+		}
+	}
+	t.Logf("%d traces, each rooted at %q -> %q -> HTTP client span + %q; %d committed %q spans link them, with %d otelpgx child spans (pool.acquire, batch start; the statements below those); job log lines carry the job span's ids",
+		len(chains), queue.EnqueueSpanName, "process quote:fetch", "commit wait", len(batches), "commit batch", sql)
 	writeWaterfall(t, spans, chains)
 }
 
