@@ -3,38 +3,18 @@ package queue
 import (
 	"testing"
 
-	"go.opentelemetry.io/otel"
+	"github.com/tickerq/tickerq/internal/testenv"
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/propagation"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
-	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"go.opentelemetry.io/otel/trace"
-	"go.opentelemetry.io/otel/trace/noop"
 )
-
-// withRecorder installs a tracer provider that records every span and the
-// W3C propagator, as tracing.Setup does, until the test ends. The globals
-// are shared, so callers must not be parallel tests (parallel ones run
-// after every sequential one has returned).
-func withRecorder(t *testing.T) *tracetest.SpanRecorder {
-	t.Helper()
-	rec := tracetest.NewSpanRecorder()
-	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec))
-	otel.SetTracerProvider(tp)
-	otel.SetTextMapPropagator(propagation.TraceContext{})
-	t.Cleanup(func() {
-		_ = tp.Shutdown(t.Context())
-		otel.SetTracerProvider(noop.NewTracerProvider())
-		otel.SetTextMapPropagator(propagation.NewCompositeTextMapPropagator())
-	})
-	return rec
-}
 
 // TestEnqueueSpans: each enqueued symbol gets its own root producer span,
 // whose trace context is in the task's headers; a symbol whose ID exists
 // gets one too, saying so.
 func TestEnqueueSpans(t *testing.T) {
-	rec := withRecorder(t)
+	rec := testenv.GlobalSpanRecorder(t)
 	b := setup(t)
 	symbols := []string{"AAA", "BBB", "CCC"}
 	cfg := EnqueueConfig{IDPrefix: "trace"}
@@ -93,7 +73,7 @@ func TestEnqueueSpans(t *testing.T) {
 // TestEnqueueSpanFailed: a task that could not be enqueued ends its span
 // with an error status.
 func TestEnqueueSpanFailed(t *testing.T) {
-	rec := withRecorder(t)
+	rec := testenv.GlobalSpanRecorder(t)
 	b := setup(t)
 	_ = b.client.Close() // every call now fails before reaching Redis
 	if _, err := EnqueueAll(t.Context(), b.client, []string{"AAA"}, EnqueueConfig{}); err == nil {

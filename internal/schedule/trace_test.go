@@ -4,29 +4,18 @@ import (
 	"testing"
 	"time"
 
-	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/propagation"
-	sdktrace "go.opentelemetry.io/otel/sdk/trace"
-	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"go.opentelemetry.io/otel/trace"
-	"go.opentelemetry.io/otel/trace/noop"
 
 	"github.com/tickerq/tickerq/internal/queue"
+	"github.com/tickerq/tickerq/internal/testenv"
 )
 
 // TestFireSpans: a firing gives each task a root enqueue span naming the
 // entry, whose trace context the task carries. Not parallel: it sets
 // OpenTelemetry's globals (parallel tests run after it returned).
 func TestFireSpans(t *testing.T) {
-	rec := tracetest.NewSpanRecorder()
-	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec))
-	otel.SetTracerProvider(tp)
-	otel.SetTextMapPropagator(propagation.TraceContext{})
-	t.Cleanup(func() {
-		_ = tp.Shutdown(t.Context())
-		otel.SetTracerProvider(noop.NewTracerProvider())
-		otel.SetTextMapPropagator(propagation.NewCompositeTextMapPropagator())
-	})
+	rec := testenv.GlobalSpanRecorder(t)
 
 	w := newWorld(t)
 	e := symbolEntry("traced", 10*time.Second, 3)
