@@ -3,17 +3,12 @@ package main
 import (
 	"context"
 	"os"
-	"time"
 
 	"github.com/rs/zerolog"
 
 	"github.com/tickerq/tickerq/internal/cli"
 	"github.com/tickerq/tickerq/internal/tracing"
 )
-
-// traceFlushTimeout bounds the flush of the spans still buffered when a
-// subcommand that enqueues returns.
-const traceFlushTimeout = 5 * time.Second
 
 // checkTracing validates the OTEL_* settings with the other settings, so
 // that a typo is a usage error before anything is enqueued.
@@ -25,19 +20,11 @@ func checkTracing() error {
 }
 
 // startTracing switches tracing on if the environment asks for it and
-// returns what flushes and stops it; defer it at once, since a
-// short-lived command that exits without it loses its spans.
+// returns what flushes and stops it (tracing.Start); defer it at once.
 func startTracing(ctx context.Context, log zerolog.Logger) (stop func(), err error) {
-	shutdown, err := tracing.Setup(ctx, os.Getenv, "tickerq-producer", log)
+	stop, err = tracing.Start(ctx, os.Getenv, "tickerq-producer", log)
 	if err != nil {
-		return func() {}, cli.Usage(err)
+		return stop, cli.Usage(err)
 	}
-	return func() {
-		// Not ctx: after SIGTERM the spans of the run are still worth sending.
-		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), traceFlushTimeout)
-		defer cancel()
-		if err := shutdown(fctx); err != nil {
-			log.Warn().Err(err).Msg("tracing: could not flush the last spans")
-		}
-	}, nil
+	return stop, nil
 }

@@ -154,17 +154,11 @@ func run(ctx context.Context, cfg *config.Worker, connectTimeoutFlag string) err
 	// Spans are flushed last, after the pool has closed, so that the last
 	// batches' spans go out; bounded so that a dead collector cannot hold
 	// up the exit.
-	shutdownTracing, err := tracing.Setup(ctx, os.Getenv, "tickerq-worker", log)
+	stopTracing, err := tracing.Start(ctx, os.Getenv, "tickerq-worker", log)
 	if err != nil {
 		return cli.Usage(err)
 	}
-	defer func() {
-		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-		defer cancel()
-		if err := shutdownTracing(ctx); err != nil {
-			log.Warn().Str("error", err.Error()).Msg("tracing: spans not flushed at exit")
-		}
-	}()
+	defer stopTracing()
 	redis.SetLogger(logging.Redis{L: log, Level: zerolog.WarnLevel})
 	// Libraries that use the standard logger (asynq's metrics collector)
 	// log through zerolog too.

@@ -22,6 +22,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/rs/zerolog"
 	"go.opentelemetry.io/otel"
@@ -161,6 +162,29 @@ func endpoint(getenv func(string) string) string {
 		return "(unparsable)"
 	}
 	return u.Scheme + "://" + u.Host + u.Path + suffix
+}
+
+// FlushTimeout bounds the flush of the spans still buffered when a
+// program stops, so that a dead collector cannot hold up its exit.
+const FlushTimeout = 5 * time.Second
+
+// Start is Setup for a program's main: stop flushes the spans still
+// buffered within FlushTimeout, even after ctx has ended (the spans of a
+// run cut by SIGTERM are still worth sending), and logs a failure. Defer
+// stop at once: a short-lived command that exits without it loses its
+// spans.
+func Start(ctx context.Context, getenv func(string) string, defaultService string, log zerolog.Logger) (stop func(), err error) {
+	shutdown, err := Setup(ctx, getenv, defaultService, log)
+	if err != nil {
+		return func() {}, err
+	}
+	return func() {
+		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), FlushTimeout)
+		defer cancel()
+		if err := shutdown(fctx); err != nil {
+			log.Warn().Err(err).Msg("tracing: could not flush the last spans")
+		}
+	}, nil
 }
 
 func serviceName(getenv func(string) string, def string) string {
