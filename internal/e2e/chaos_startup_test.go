@@ -34,13 +34,5 @@ func TestChaosWorkerRedisGoneAfterPing(t *testing.T) {
 
 	waitBody(t, admin+"/readyz", http.StatusServiceUnavailable, "starting: waiting for redis (attempt 2)", 30*time.Second, p)
 	rp.SetDown(false)
-	waitHTTP(t, admin+"/readyz", 30*time.Second, p)
-	e.enqueueFile([]string{"GOOG"})
-	e.producer(nil, "wait", "--timeout", "30s")
-	if rows, _ := e.rows(); rows != 1 {
-		t.Errorf("rows = %d after the wait, want 1", rows)
-	}
-	if code := p.stop(t, 30*time.Second); code != 0 {
-		t.Errorf("exit %d after SIGTERM, want 0", code)
-	}
+	e.readyThenWorks(p, admin)
 }

@@ -84,15 +84,7 @@ func TestWorkerWaitsForPostgres(t *testing.T) {
 	}
 
 	pg.SetDown(false)
-	waitHTTP(t, admin+"/readyz", 30*time.Second, p)
-	e.enqueueFile([]string{"GOOG"})
-	e.producer(nil, "wait", "--timeout", "30s")
-	if rows, _ := e.rows(); rows != 1 {
-		t.Errorf("rows = %d after the wait, want 1", rows)
-	}
-	if code := p.stop(t, 30*time.Second); code != 0 {
-		t.Errorf("exit %d after SIGTERM, want 0", code)
-	}
+	e.readyThenWorks(p, admin)
 }
 
 // A worker that cannot reach Postgres within --connect-timeout exits 1
@@ -151,5 +143,22 @@ func TestWorkerBadConnectTimeout(t *testing.T) {
 		if r.code != 2 || !strings.Contains(r.stderr, "connect-timeout") {
 			t.Errorf("%s: exit %d, stderr %q; want 2 naming connect-timeout", tc.name, r.code, r.stderr)
 		}
+	}
+}
+
+// readyThenWorks waits until the worker p, whose admin server is admin, is
+// ready after waiting for a service, then checks that it runs a job and
+// exits 0 on SIGTERM.
+func (e *env) readyThenWorks(p *proc, admin string) {
+	t := e.t
+	t.Helper()
+	waitHTTP(t, admin+"/readyz", 30*time.Second, p)
+	e.enqueueFile([]string{"GOOG"})
+	e.producer(nil, "wait", "--timeout", "30s")
+	if rows, _ := e.rows(); rows != 1 {
+		t.Errorf("rows = %d after the wait, want 1", rows)
+	}
+	if code := p.stop(t, 30*time.Second); code != 0 {
+		t.Errorf("exit %d after SIGTERM, want 0", code)
 	}
 }
