@@ -188,7 +188,6 @@ func run(ctx context.Context, cfg *config.Worker, connectTimeoutFlag string) err
 	// together with the worker may take a while to answer.
 	// --connect-timeout is one budget for every stage below together.
 	retry := startup.Options{
-		Timeout:  connectTimeout,
 		Deadline: time.Now().Add(connectTimeout),
 		Redactor: config.NewRedactor("", cfg.DatabaseURL, cfg.RedisURL),
 		Log:      log,

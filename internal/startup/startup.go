@@ -45,11 +45,9 @@ func Permanent(err error) error {
 type Options struct {
 	// Name is the service, as logs and the state say it: "postgres".
 	Name string
-	// Timeout is how long Connect keeps trying after the first attempt;
-	// zero tries once.
-	Timeout time.Duration
-	// Deadline, if set, also ends the retries: a program that connects to
-	// several services in turn gives them one budget together.
+	// Deadline ends the retries; a zero or past one tries once. A program
+	// that connects to several services in turn gives them one budget by
+	// passing the same deadline to each.
 	Deadline time.Time
 	// Redactor hides secrets (the services' URL passwords) in logged and
 	// returned errors; nil hides nothing.
@@ -63,7 +61,7 @@ type Options struct {
 }
 
 // Connect calls fn until it succeeds, fn returns a Permanent error, ctx ends
-// or opt.Timeout has passed since the first attempt. Each failure is logged
+// or opt.Deadline has passed. Each failure is logged
 // with the attempt number, the next delay and the error, secrets redacted.
 // When ctx ends while waiting it returns ctx's error (the caller exits 0 on
 // a signal); when time runs out, an error wrapping ErrGaveUp and the last
@@ -74,10 +72,6 @@ func Connect(ctx context.Context, opt Options, fn func(ctx context.Context) erro
 		delay = Backoff
 	}
 	start := time.Now()
-	deadline := start.Add(opt.Timeout)
-	if !opt.Deadline.IsZero() && opt.Deadline.Before(deadline) {
-		deadline = opt.Deadline
-	}
 	for attempt := 1; ; attempt++ {
 		if opt.OnAttempt != nil {
 			opt.OnAttempt(opt.Name, attempt)
@@ -97,7 +91,7 @@ func Connect(ctx context.Context, opt Options, fn func(ctx context.Context) erro
 			return opt.Redactor.Error(perm.err)
 		}
 		wait := delay(attempt)
-		left := time.Until(deadline)
+		left := time.Until(opt.Deadline)
 		if left <= 0 {
 			return fmt.Errorf("%s: %w after %d attempts in %s: %w",
 				opt.Name, ErrGaveUp, attempt, time.Since(start).Round(100*time.Millisecond), opt.Redactor.Error(err))
