@@ -195,26 +195,32 @@ func run(ctx context.Context, cfg *config.Worker, connectTimeoutFlag string) err
 			starter.SetState(fmt.Sprintf("waiting for %s (attempt %d)", name, n))
 		},
 	}
+	// connect runs one stage under that budget; quit says a signal came
+	// while it waited, and the worker then exits 0.
+	connect := func(name string, fn func(context.Context) error) (quit bool, err error) {
+		opt := retry
+		opt.Name = name
+		err = startup.Connect(ctx, opt, fn)
+		if ctx.Err() != nil {
+			log.Info().Msg("signal received while connecting: exiting")
+			return true, nil
+		}
+		return false, err
+	}
 
 	var poolSize int32 // zero: the default, or the URL's pool_max_conns
 	if cfg.BenchOneTxPerJob {
 		poolSize = int32(cfg.Concurrency) + 2
 	}
 	var db *postgres.DB
-	retry.Name = "postgres"
-	err = startup.Connect(ctx, retry, func(ctx context.Context) error {
+	if quit, err := connect("postgres", func(ctx context.Context) error {
 		var err error
 		db, err = postgres.Open(ctx, postgres.Config{URL: cfg.DatabaseURL, Role: cfg.Role, MaxConns: poolSize, Logger: log})
 		if errors.Is(err, postgres.ErrUnsafeRole) || errors.Is(err, postgres.ErrInvalidURL) {
 			return startup.Permanent(cli.Usage(err))
 		}
 		return err
-	})
-	if ctx.Err() != nil {
-		log.Info().Msg("signal received while connecting: exiting")
-		return nil
-	}
-	if err != nil {
+	}); quit || err != nil {
 		return err // it names postgres
 	}
 	defer db.Close() // last: the committer has written everything by then
@@ -224,13 +230,7 @@ func run(ctx context.Context, cfg *config.Worker, connectTimeoutFlag string) err
 		return fmt.Errorf("%s: unsupported connection type %T", config.EnvRedisURL, cfg.Redis)
 	}
 	defer rdb.Close()
-	retry.Name = "redis"
-	err = startup.Connect(ctx, retry, func(ctx context.Context) error { return pingRedis(ctx, rdb) })
-	if ctx.Err() != nil {
-		log.Info().Msg("signal received while connecting: exiting")
-		return nil
-	}
-	if err != nil {
+	if quit, err := connect("redis", func(ctx context.Context) error { return pingRedis(ctx, rdb) }); quit || err != nil {
 		return err
 	}
 	warnRedisSettings(ctx, rdb, log)
@@ -273,20 +273,14 @@ func run(ctx context.Context, cfg *config.Worker, connectTimeoutFlag string) err
 	// retried like the first connection (the chaos suite saw a worker exit
 	// 1 when Redis was killed in between).
 	var limiter *ratelimit.Limiter
-	retry.Name = "redis"
-	err = startup.Connect(ctx, retry, func(ctx context.Context) error {
+	if quit, err := connect("redis", func(ctx context.Context) error {
 		var err error
 		limiter, err = ratelimit.Start(ctx, ratelimit.Config{
 			Redis: rdb, BaseURL: cfg.QuoteAPIURL, APIKey: string(cfg.QuoteAPIKey), Rate: cfg.QuoteRateLimit,
 			Observer: m, Logger: log,
 		})
 		return err
-	})
-	if ctx.Err() != nil {
-		log.Info().Msg("signal received while connecting: exiting")
-		return nil
-	}
-	if err != nil {
+	}); quit || err != nil {
 		return err
 	}
 	defer limiter.Close() // after the handlers have stopped
