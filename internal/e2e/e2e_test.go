@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"net/http"
 	"regexp"
@@ -358,14 +359,23 @@ func status(t *testing.T, url string) int {
 // metricValue finds one sample in Prometheus text; 0 when absent.
 func metricValue(t *testing.T, text, series string) float64 {
 	t.Helper()
+	v, _, err := findSample(text, series)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v
+}
+
+// findSample finds one sample (a series with its labels, if any) in
+// Prometheus text, and says whether it is there.
+func findSample(text, series string) (v float64, ok bool, err error) {
 	re := regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(series) + ` (\S+)$`)
 	m := re.FindStringSubmatch(text)
 	if m == nil {
-		return 0
+		return 0, false, nil
 	}
-	v, err := strconv.ParseFloat(m[1], 64)
-	if err != nil {
-		t.Fatalf("metric %s: %v", series, err)
+	if v, err = strconv.ParseFloat(m[1], 64); err != nil {
+		return 0, false, fmt.Errorf("metric %s: %w", series, err)
 	}
-	return v
+	return v, true, nil
 }

@@ -7,7 +7,6 @@ import (
 	"net/http"
 	"regexp"
 	"sort"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -263,14 +262,12 @@ func scrapeMetric(client *http.Client, url, name string) (float64, error) {
 	if resp.StatusCode != http.StatusOK {
 		return 0, fmt.Errorf("scrape %s: %s", url, resp.Status)
 	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(line, name+" "); ok {
-			f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
-			if err != nil {
-				return 0, fmt.Errorf("scrape %s: %s: %w", url, name, err)
-			}
-			return f, nil
-		}
+	v, ok, err := findSample(string(b), name)
+	switch {
+	case err != nil:
+		return 0, fmt.Errorf("scrape %s: %w", url, err)
+	case !ok:
+		return 0, fmt.Errorf("scrape %s: no %s", url, name)
 	}
-	return 0, fmt.Errorf("scrape %s: no %s", url, name)
+	return v, nil
 }
