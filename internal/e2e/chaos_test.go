@@ -521,7 +521,7 @@ func (c *chaos) drain(timeout time.Duration) {
 	deadline := time.Now().Add(timeout)
 	lastLog := time.Now()
 	for {
-		states := c.states()
+		states := taskStates(c.t, c.redis.Addr(), c.ids())
 		open := map[string]int{}
 		for _, s := range states {
 			if s != "completed" && s != "archived" && s != "" {
@@ -552,39 +552,6 @@ func (c *chaos) ids() []string {
 	return ids
 }
 
-// states reads each task's asynq state ("" when it is not in Redis) in
-// pipelined batches.
-func (c *chaos) states() map[string]string {
-	c.t.Helper()
-	rdb := redis.NewClient(&redis.Options{Addr: c.redis.Addr()})
-	defer rdb.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	ids := c.ids()
-	out := make(map[string]string, len(ids))
-	for lo := 0; lo < len(ids); lo += 1000 {
-		batch := ids[lo:min(len(ids), lo+1000)]
-		cmds := make([]*redis.StringCmd, len(batch))
-		_, err := rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-			for i, id := range batch {
-				cmds[i] = p.HGet(ctx, "asynq:{default}:t:"+id, "state")
-			}
-			return nil
-		})
-		if err != nil && !errors.Is(err, redis.Nil) {
-			c.t.Fatalf("read task states: %v", err)
-		}
-		for i, id := range batch {
-			s, err := cmds[i].Result()
-			if err != nil && !errors.Is(err, redis.Nil) {
-				c.t.Fatalf("state of %s: %v", id, err)
-			}
-			out[id] = s
-		}
-	}
-	return out
-}
-
 // chaosAccount is where every enqueued task id ended.
 type chaosAccount struct {
 	// good symbols
@@ -607,24 +574,8 @@ func (a chaosAccount) counts() map[string]int {
 
 func (c *chaos) account() chaosAccount {
 	c.t.Helper()
-	conn := c.e.db.Conn(c.t)
-	rowsOf := map[string]int{}
-	rs, err := conn.Query(context.Background(), "SELECT task_id, count(*) FROM stock_prices GROUP BY task_id")
-	if err != nil {
-		c.t.Fatal(err)
-	}
-	for rs.Next() {
-		var id string
-		var n int
-		if err := rs.Scan(&id, &n); err != nil {
-			c.t.Fatal(err)
-		}
-		rowsOf[id] = n
-	}
-	if err := rs.Err(); err != nil {
-		c.t.Fatal(err)
-	}
-	states := c.states()
+	rowsOf := c.e.rowsPerTask()
+	states := taskStates(c.t, c.redis.Addr(), c.ids())
 
 	var a chaosAccount
 	unknown := map[string]bool{}

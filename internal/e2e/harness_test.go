@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
 	"github.com/tickerq/tickerq/internal/queue"
 	"github.com/tickerq/tickerq/internal/testenv"
 )
@@ -319,4 +320,49 @@ func (e *env) rows() (rows, distinct int) {
 		e.t.Fatal(err)
 	}
 	return rows, distinct
+}
+
+// rowsPerTask counts the stock_prices rows of each task id.
+func (e *env) rowsPerTask() map[string]int {
+	e.t.Helper()
+	rs, err := e.db.Conn(e.t).Query(context.Background(), "SELECT task_id, count(*) FROM stock_prices GROUP BY task_id")
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	out := map[string]int{}
+	for rs.Next() {
+		var id string
+		var n int
+		if err := rs.Scan(&id, &n); err != nil {
+			e.t.Fatal(err)
+		}
+		out[id] = n
+	}
+	if err := rs.Err(); err != nil {
+		e.t.Fatal(err)
+	}
+	return out
+}
+
+// taskStates reads the asynq state of each task id of the default queue
+// on the Redis at addr ("" for a task that is not there).
+func taskStates(t *testing.T, addr string, ids []string) map[string]string {
+	t.Helper()
+	rdb := redis.NewClient(&redis.Options{Addr: addr})
+	defer rdb.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	refs := make([]queue.TaskRef, len(ids))
+	for i, id := range ids {
+		refs[i] = queue.TaskRef{ID: id, Queue: "default"}
+	}
+	states, err := queue.TaskStates(ctx, rdb, refs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := make(map[string]string, len(ids))
+	for i, id := range ids {
+		out[id] = states[i]
+	}
+	return out
 }

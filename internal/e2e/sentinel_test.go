@@ -476,48 +476,17 @@ type accountResult struct {
 // account looks up each of ids on the new master and in stock_prices.
 func account(t *testing.T, e *env, newMaster string, ids, unknownSyms []string, prefix string) accountResult {
 	t.Helper()
-	ctx := context.Background()
-	c := redis.NewClient(&redis.Options{Addr: newMaster})
-	defer c.Close()
-	cmds := make([]*redis.StringCmd, len(ids))
-	if _, err := c.Pipelined(ctx, func(p redis.Pipeliner) error {
-		for i, id := range ids {
-			cmds[i] = p.HGet(ctx, "asynq:{default}:t:"+id, "state")
-		}
-		return nil
-	}); err != nil && !errors.Is(err, redis.Nil) {
-		t.Fatalf("read task states: %v", err)
-	}
-
-	rowsOf := map[string]int{}
-	conn := e.db.Conn(t)
-	q, err := conn.Query(ctx, "SELECT task_id, count(*) FROM stock_prices GROUP BY task_id")
-	if err != nil {
-		t.Fatal(err)
-	}
-	for q.Next() {
-		var id string
-		var k int
-		if err := q.Scan(&id, &k); err != nil {
-			t.Fatal(err)
-		}
-		rowsOf[id] = k
-	}
-	if err := q.Err(); err != nil {
-		t.Fatal(err)
-	}
+	states := taskStates(t, newMaster, ids)
+	rowsOf := e.rowsPerTask()
 
 	var a accountResult
 	reported := map[string]bool{}
-	for i, id := range ids {
+	for _, id := range ids {
 		reported[id] = true
-		state, err := cmds[i].Result()
-		switch {
-		case errors.Is(err, redis.Nil):
+		state := states[id]
+		if state == "" {
 			a.lost = append(a.lost, id)
 			continue
-		case err != nil:
-			t.Fatalf("state of %s: %v", id, err)
 		}
 		a.present++
 		switch k := rowsOf[id]; {

@@ -114,7 +114,7 @@ func WaitTasks(ctx context.Context, rdb redis.UniversalClient, refs []TaskRef, p
 	defer timer.Stop()
 	for first := true; ; first = false {
 		start := time.Now()
-		states, err := taskStates(ctx, rdb, left)
+		states, err := TaskStates(ctx, rdb, left)
 		if err != nil {
 			if ctx.Err() != nil {
 				return w, stoppedTasks(ctx, w)
@@ -163,9 +163,10 @@ func WaitTasks(ctx context.Context, rdb redis.UniversalClient, refs []TaskRef, p
 	}
 }
 
-// taskStates returns the state asynq records in each task's hash, "" for a
-// task that is not there.
-func taskStates(ctx context.Context, rdb redis.UniversalClient, refs []TaskRef) ([]string, error) {
+// TaskStates returns the state asynq records in each task's hash ("pending",
+// "completed", …), "" for a task that is not there, reading them in
+// pipelined batches.
+func TaskStates(ctx context.Context, rdb redis.UniversalClient, refs []TaskRef) ([]string, error) {
 	out := make([]string, len(refs))
 	for start := 0; start < len(refs); start += lookupBatch {
 		batch := refs[start:min(start+lookupBatch, len(refs))]

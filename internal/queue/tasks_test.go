@@ -180,9 +180,9 @@ func BenchmarkTaskStates(b *testing.B) {
 	}
 	b.Run("pipelined", func(b *testing.B) {
 		for b.Loop() {
-			states, err := taskStates(ctx, rdb, refs)
+			states, err := TaskStates(ctx, rdb, refs)
 			if err != nil || states[n-1] != "pending" {
-				b.Fatalf("taskStates: %v, last %q", err, states[n-1])
+				b.Fatalf("TaskStates: %v, last %q", err, states[n-1])
 			}
 		}
 	})
