@@ -6,6 +6,7 @@
 package schedule
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"os"
@@ -30,6 +31,16 @@ const DefaultRetention = 5 * time.Minute
 
 // MinEvery is the shortest `every` interval.
 const MinEvery = time.Second
+
+// DefaultMisfireGrace is how late after its time a slot may still begin
+// firing when neither the entry nor the file sets misfire_grace: enough for
+// a replica whose timer woke late or that restarted at once, too little to
+// catch up yesterday's daily slot on a start today.
+const DefaultMisfireGrace = time.Minute
+
+// MinMisfireGrace is the shortest misfire_grace: below it, the moment a
+// timer wakes after the slot would decide whether the slot fires.
+const MinMisfireGrace = time.Second
 
 // ErrInvalid is wrapped by every error about the schedule file's content.
 var ErrInvalid = errors.New("invalid schedule")
@@ -63,14 +74,25 @@ type Entry struct {
 	Timeout    time.Duration // 0: the task's default
 	Retention  time.Duration
 	Location   *time.Location
+	// MisfireGrace is how late after a slot its firing may still begin
+	// (capped by the slot's interval, see Grace); 0 means
+	// DefaultMisfireGrace.
+	MisfireGrace time.Duration
 
 	spec cron.Schedule // nil for every
 }
 
 // rawFile is the YAML as written.
 type rawFile struct {
-	Timezone  string
-	Schedules []*yaml.Node
+	Timezone     string
+	MisfireGrace time.Duration // 0 if not set
+	Schedules    []*yaml.Node
+}
+
+// fileDefaults are the file's top-level defaults for its entries.
+type fileDefaults struct {
+	location     *time.Location
+	misfireGrace time.Duration
 }
 
 // rawEntry is one entry as written, its fields read by decode.
@@ -86,6 +108,9 @@ type rawEntry struct {
 	Timeout   string
 	Retention string
 	Timezone  string
+	// MisfireGrace is read (and checked) with the line it is on, 0 if not
+	// set.
+	MisfireGrace time.Duration
 }
 
 // Load reads and checks the schedule file at path. Symbol files are read
@@ -129,13 +154,13 @@ func parseAt(data []byte, dir string, markets MarketLookup, now time.Time) (*Con
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrInvalid, err)
 	}
-	fileLoc := time.UTC
+	defaults := fileDefaults{location: time.UTC, misfireGrace: cmp.Or(raw.MisfireGrace, DefaultMisfireGrace)}
 	if raw.Timezone != "" {
 		loc, err := time.LoadLocation(raw.Timezone)
 		if err != nil {
 			return nil, fmt.Errorf("%w: timezone: %w", ErrInvalid, err)
 		}
-		fileLoc = loc
+		defaults.location = loc
 	}
 	if len(raw.Schedules) == 0 {
 		return nil, fmt.Errorf("%w: schedules: want at least one entry", ErrInvalid)
@@ -149,7 +174,7 @@ func parseAt(data []byte, dir string, markets MarketLookup, now time.Time) (*Con
 		var e *Entry
 		var file string
 		if err == nil {
-			e, file, err = re.check(dir, fileLoc, markets, now)
+			e, file, err = re.check(dir, defaults, markets, now)
 		}
 		if err != nil {
 			name := fmt.Sprintf("schedule %q", re.Name)
@@ -221,6 +246,8 @@ func decodeFile(n *yaml.Node) (rawFile, error) {
 		switch key {
 		case "timezone":
 			return true, scalar(v, &raw.Timezone)
+		case "misfire_grace":
+			return true, durationNode(v, MinMisfireGrace, &raw.MisfireGrace)
 		case "schedules":
 			if v.Tag == "!!null" {
 				return true, nil
@@ -287,6 +314,8 @@ func (re *rawEntry) decode(n *yaml.Node) error {
 			return true, scalar(v, &re.Retention)
 		case "timezone":
 			return true, scalar(v, &re.Timezone)
+		case "misfire_grace":
+			return true, durationNode(v, MinMisfireGrace, &re.MisfireGrace)
 		}
 		return false, nil
 	})
@@ -304,14 +333,18 @@ func scalar(v *yaml.Node, dst *string) error {
 	return nil
 }
 
-// check turns one raw entry into an Entry; errors name the field.
-// It also refuses an entry with a market that has no firing inside a
-// session within a year after now: such an entry would never run.
-func (re rawEntry) check(dir string, fileLoc *time.Location, markets MarketLookup, now time.Time) (*Entry, string, error) {
+// check turns one raw entry into an Entry, taking what it does not set
+// from the file's defaults; errors name the field. It also refuses an
+// entry with a market that has no firing inside a session within a year
+// after now: such an entry would never run.
+func (re rawEntry) check(dir string, defaults fileDefaults, markets MarketLookup, now time.Time) (*Entry, string, error) {
 	if !namePattern.MatchString(re.Name) {
 		return nil, "", fmt.Errorf("name %q: want lower-case letters, digits and '-', 1-63 characters, not starting with '-'", re.Name)
 	}
-	e := &Entry{Name: re.Name, Queue: queue.DefaultQueue, Retention: DefaultRetention, Location: fileLoc}
+	e := &Entry{
+		Name: re.Name, Queue: queue.DefaultQueue, Retention: DefaultRetention, Location: defaults.location,
+		MisfireGrace: cmp.Or(re.MisfireGrace, defaults.misfireGrace),
+	}
 	if re.Timezone != "" {
 		loc, err := time.LoadLocation(re.Timezone)
 		if err != nil {
@@ -332,12 +365,9 @@ func (re rawEntry) check(dir string, fileLoc *time.Location, markets MarketLooku
 		}
 		e.Cron, e.spec = re.Cron, spec
 	case re.Every != "":
-		d, err := time.ParseDuration(re.Every)
+		d, err := parseDuration(re.Every, MinEvery)
 		if err != nil {
 			return nil, "", fmt.Errorf("every: %w", err)
-		}
-		if d < MinEvery {
-			return nil, "", fmt.Errorf("every: %s: want at least %s", d, MinEvery)
 		}
 		e.Every = d
 	default:
@@ -438,12 +468,36 @@ func duration(field, s string, minimum, def time.Duration) (time.Duration, error
 	if s == "" {
 		return def, nil
 	}
-	d, err := time.ParseDuration(s)
+	d, err := parseDuration(s, minimum)
 	if err != nil {
 		return 0, fmt.Errorf("%s: %w", field, err)
 	}
+	return d, nil
+}
+
+// durationNode reads an optional duration of at least minimum from a YAML
+// value into dst, leaving dst alone when the value is empty.
+func durationNode(v *yaml.Node, minimum time.Duration, dst *time.Duration) error {
+	var s string
+	if err := scalar(v, &s); err != nil || s == "" {
+		return err
+	}
+	d, err := parseDuration(s, minimum)
+	if err != nil {
+		return err
+	}
+	*dst = d
+	return nil
+}
+
+// parseDuration parses a duration of at least minimum.
+func parseDuration(s string, minimum time.Duration) (time.Duration, error) {
+	d, err := time.ParseDuration(s)
+	if err != nil {
+		return 0, err
+	}
 	if d < minimum {
-		return 0, fmt.Errorf("%s: %s: want at least %s", field, d, minimum)
+		return 0, fmt.Errorf("%s: want at least %s", d, minimum)
 	}
 	return d, nil
 }

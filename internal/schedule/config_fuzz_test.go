@@ -3,7 +3,6 @@ package schedule
 import (
 	"os"
 	"path/filepath"
-	"slices"
 	"testing"
 	"time"
 
@@ -42,8 +41,8 @@ func onlyFuzzFile(n *yaml.Node, seen map[*yaml.Node]bool) bool {
 // FuzzScheduleConfig feeds arbitrary YAML to the schedule parser. Nothing
 // panics; an accepted file has only valid entries (names by the pattern and
 // unique, exactly one of cron and every, at least one valid symbol, positive
-// durations, a time zone); and writing the entries back as YAML parses to
-// the same entries.
+// durations, a misfire_grace of at least 1s, a time zone); and writing the
+// entries back as YAML parses to the same entries.
 func FuzzScheduleConfig(f *testing.F) {
 	for _, s := range []string{
 		"timezone: America/New_York\nschedules:\n  - name: us-minute\n    cron: \"* * * * *\"\n    market: XNYS\n    symbols: [AAPL, msft]\n",
@@ -68,6 +67,9 @@ func FuzzScheduleConfig(f *testing.F) {
 		"schedules:\n  - name: a\n    every: 2562047h47m16.854775807s\n    symbols: [GOOG]\n",
 		"schedules: []\n", "schedules:\n", "", "---\n...\n", "[]", "null", "schedules: [1]\n",
 		"timezone: Nowhere/Else\nschedules:\n  - name: a\n    every: 1m\n    symbols: [GOOG]\n",
+		"misfire_grace: 5m\nschedules:\n  - name: a\n    every: 1m\n    symbols: [GOOG]\n  - name: b\n    cron: \"0 17 * * *\"\n    symbols: [BP]\n    misfire_grace: 2h\n",
+		"schedules:\n  - name: a\n    every: 1m\n    symbols: [GOOG]\n    misfire_grace: 999ms\n",
+		"misfire_grace: 0\nschedules:\n  - name: a\n    every: 1m\n    symbols: [GOOG]\n",
 	} {
 		f.Add([]byte(s))
 	}
@@ -94,7 +96,7 @@ func FuzzScheduleConfig(f *testing.F) {
 			t.Fatalf("%d entries, %d written back", len(cfg.Entries), len(again.Entries))
 		}
 		for i, e := range cfg.Entries {
-			if a := again.Entries[i]; !sameEntry(e, a) {
+			if a := again.Entries[i]; !e.same(a) {
 				t.Fatalf("entry %+v parsed back as %+v", e, a)
 			}
 		}
@@ -120,8 +122,9 @@ func checkConfig(t *testing.T, cfg *Config) {
 			t.Fatalf("entry %q: no symbols", e.Name)
 		case !validQueue(e.Queue):
 			t.Fatalf("entry %q: queue %q", e.Name, e.Queue)
-		case e.MaxRetry < 0, e.Timeout < 0, e.Retention < time.Second, e.Location == nil:
-			t.Fatalf("entry %q: max_retry %d, timeout %v, retention %v, location %v", e.Name, e.MaxRetry, e.Timeout, e.Retention, e.Location)
+		case e.MaxRetry < 0, e.Timeout < 0, e.Retention < time.Second, e.Location == nil, e.MisfireGrace < MinMisfireGrace:
+			t.Fatalf("entry %q: max_retry %d, timeout %v, retention %v, location %v, misfire_grace %v",
+				e.Name, e.MaxRetry, e.Timeout, e.Retention, e.Location, e.MisfireGrace)
 		case (e.MarketCode == "") != (e.Market == nil):
 			t.Fatalf("entry %q: market %q without its calendar", e.Name, e.MarketCode)
 		}
@@ -156,6 +159,7 @@ func writeConfig(t *testing.T, cfg *Config) []byte {
 		m := map[string]any{
 			"name": e.Name, "symbols": e.Symbols, "queue": e.Queue,
 			"retention": e.Retention.String(), "timezone": e.Location.String(),
+			"misfire_grace": e.MisfireGrace.String(),
 		}
 		if e.Cron != "" {
 			m["cron"] = e.Cron
@@ -178,11 +182,4 @@ func writeConfig(t *testing.T, cfg *Config) []byte {
 		t.Fatalf("write back: %v", err)
 	}
 	return out
-}
-
-func sameEntry(a, b *Entry) bool {
-	return a.Name == b.Name && a.Cron == b.Cron && a.Every == b.Every &&
-		a.MarketCode == b.MarketCode && slices.Equal(a.Symbols, b.Symbols) &&
-		a.Queue == b.Queue && a.MaxRetry == b.MaxRetry && a.Timeout == b.Timeout &&
-		a.Retention == b.Retention && a.Location.String() == b.Location.String()
 }

@@ -26,6 +26,7 @@ func TestParseValid(t *testing.T) {
 	}
 	cfg, err := Parse([]byte(`
 timezone: America/New_York
+misfire_grace: 5m
 schedules:
   - name: us-minute
     cron: "* * * * *"
@@ -37,6 +38,7 @@ schedules:
     timeout: 20s
     retention: 1h
     timezone: Europe/London
+    misfire_grace: 2h
   - name: every-30s
     every: 30s
     symbols: [GOOG]
@@ -52,11 +54,12 @@ schedules:
 		t.Errorf("symbols = %s, want %s (normalized, file after list, repeats dropped)", got, want)
 	}
 	if a.Queue != "critical" || a.MaxRetry != 3 || a.Timeout != 20*time.Second || a.Retention != time.Hour ||
-		a.Location.String() != "Europe/London" || a.MarketCode != "XNYS" || a.Market == nil || a.Cron != "* * * * *" {
+		a.Location.String() != "Europe/London" || a.MarketCode != "XNYS" || a.Market == nil || a.Cron != "* * * * *" ||
+		a.MisfireGrace != 2*time.Hour {
 		t.Errorf("entry a = %+v", a)
 	}
 	if b.Every != 30*time.Second || b.Queue != "default" || b.Retention != DefaultRetention ||
-		b.Location.String() != "America/New_York" || b.MaxRetry != 0 || b.Timeout != 0 {
+		b.Location.String() != "America/New_York" || b.MaxRetry != 0 || b.Timeout != 0 || b.MisfireGrace != 5*time.Minute {
 		t.Errorf("entry b = %+v", b)
 	}
 	if want := filepath.Join(dir, "list.txt"); len(cfg.Files) != 1 || cfg.Files[0] != want {
@@ -116,6 +119,14 @@ func TestParseInvalid(t *testing.T) {
 		{"short timeout", entry("    every: 1s\n    symbols: [A]\n    timeout: 10ms\n"), `schedule "us-minute": timeout: 10ms: want at least 1s`},
 		{"bad retention", entry("    every: 1s\n    symbols: [A]\n    retention: forever\n"), `schedule "us-minute": retention: time: invalid duration`},
 		{"bad entry timezone", entry("    every: 1s\n    symbols: [A]\n    timezone: Nowhere\n"), `schedule "us-minute": timezone: unknown time zone Nowhere`},
+		{"misfire_grace too short", entry("    every: 1s\n    symbols: [A]\n    misfire_grace: 500ms\n"), `invalid schedule: schedule "us-minute": misfire_grace: 500ms: want at least 1s (line 5)`},
+		{"misfire_grace zero", entry("    every: 1s\n    symbols: [A]\n    misfire_grace: 0s\n"), `schedule "us-minute": misfire_grace: 0s: want at least 1s (line 5)`},
+		{"misfire_grace negative", entry("    every: 1s\n    symbols: [A]\n    misfire_grace: -1m\n"), `schedule "us-minute": misfire_grace: -1m0s: want at least 1s (line 5)`},
+		{"misfire_grace no unit", entry("    every: 1s\n    misfire_grace: 60\n    symbols: [A]\n"), `schedule "us-minute": misfire_grace: time: missing unit in duration "60" (line 4)`},
+		{"misfire_grace a word", entry("    every: 1s\n    symbols: [A]\n    misfire_grace: soon\n"), `schedule "us-minute": misfire_grace: time: invalid duration "soon" (line 5)`},
+		{"misfire_grace a list", entry("    every: 1s\n    symbols: [A]\n    misfire_grace: [1m]\n"), `schedule "us-minute": misfire_grace: want a single value, not a list or mapping (line 5)`},
+		{"top-level misfire_grace too short", "misfire_grace: 10ms\n" + entry("    every: 1s\n    symbols: [A]\n"), "invalid schedule: misfire_grace: 10ms: want at least 1s (line 1)"},
+		{"top-level misfire_grace a word", "timezone: UTC\nmisfire_grace: later\n" + entry("    every: 1s\n    symbols: [A]\n"), `invalid schedule: misfire_grace: time: invalid duration "later" (line 2)`},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
