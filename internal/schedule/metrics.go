@@ -25,7 +25,7 @@ func NewMetrics() *Metrics {
 		registry: prometheus.NewRegistry(),
 		enqueued: counter("tickerq_schedule_enqueued_total", "Tasks this replica enqueued, by schedule entry."),
 		already:  counter("tickerq_schedule_already_enqueued_total", "Tasks another replica had already enqueued, by schedule entry."),
-		skipped:  counter("tickerq_schedule_skipped_total", "Slots skipped because they came more than one interval late, by schedule entry."),
+		skipped:  counter("tickerq_schedule_skipped_total", "Slots skipped because no replica began them within their misfire_grace, by schedule entry."),
 		errors:   counter("tickerq_schedule_errors_total", "Tasks that could not be enqueued, by schedule entry."),
 	}
 	m.registry.MustRegister(m.enqueued, m.already, m.skipped, m.errors)

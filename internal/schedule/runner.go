@@ -39,8 +39,9 @@ type Counts struct {
 	// AlreadyEnqueued are tasks another replica had enqueued: a task id
 	// conflict, or the whole slot when its marker was found.
 	AlreadyEnqueued int
-	// Skipped are slots missed since the entry last fired (all replicas
-	// were down, or a firing came more than one interval late).
+	// Skipped are slots missed since the entry last fired: no replica
+	// began them within their misfire_grace (all were down, or each
+	// started or woke too late).
 	Skipped int
 	Errors  int // tasks that could not be enqueued
 }
@@ -188,17 +189,23 @@ func (r *Runner) runEntry(ctx context.Context, e *Entry, last time.Time) time.Ti
 }
 
 // same reports whether two checked entries fire the same tasks at the same
-// slots.
+// slots, within the same grace.
 func (e *Entry) same(o *Entry) bool {
 	return e.Name == o.Name && e.Cron == o.Cron && e.Every == o.Every && e.MarketCode == o.MarketCode &&
 		slices.Equal(e.Symbols, o.Symbols) && e.Queue == o.Queue && e.MaxRetry == o.MaxRetry &&
-		e.Timeout == o.Timeout && e.Retention == o.Retention && e.Location.String() == o.Location.String()
+		e.Timeout == o.Timeout && e.Retention == o.Retention && e.Location.String() == o.Location.String() &&
+		e.MisfireGrace == o.MisfireGrace
 }
 
 // fireDue fires e's latest slot at or before now unless it is not after
 // last, the slot handled before, and returns the slot now handled. That
-// slot is less than one interval old by construction; older ones are
-// counted as skipped. The firing runs to its end even when ctx is done.
+// slot is less than one interval old by construction. It fires only if
+// now is within its misfire_grace (Entry.Missed): else it is left and
+// logged (logMissed) and, unless a replica began it in time, counted as
+// skipped, with any older ones, by whichever replica fires the entry next
+// (advance). The grace bounds when a firing begins, not how long it runs:
+// a firing retries while its slot is current (see Fire), and runs to its
+// end even when ctx is done.
 func (r *Runner) fireDue(ctx context.Context, e *Entry, now, last time.Time) time.Time {
 	slot := e.RawPrev(now)
 	if slot.IsZero() || !slot.After(last) {
@@ -211,12 +218,36 @@ func (r *Runner) fireDue(ctx context.Context, e *Entry, now, last time.Time) tim
 	if !ok {
 		return slot
 	}
+	if e.Missed(slot, now) {
+		r.logMissed(ctx, e, slot, now)
+		return slot
+	}
 	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.fireTimeout())
 	defer cancel()
 	began := time.Now()
 	c, err := r.Fire(fctx, e, slot)
 	r.logFiring(e, slot, c, time.Since(began), err)
 	return slot
+}
+
+// lastTimeout bounds logMissed's look at the last fired slot.
+const lastTimeout = 5 * time.Second
+
+// logMissed logs that this replica leaves slot, which it came to more than
+// the slot's grace late: as skipped unless the entry's last fired slot
+// says that a replica began it (or a later one) in time, which a replica
+// started the day after a daily slot fired typically finds, and which is
+// logged at debug level only.
+func (r *Runner) logMissed(ctx context.Context, e *Entry, slot, now time.Time) {
+	lctx, cancel := context.WithTimeout(ctx, lastTimeout)
+	defer cancel()
+	last, err := r.Redis.Get(lctx, lastKey(e.Name)).Int64()
+	ev, msg := r.Log.Info(), "schedule: slot skipped: more than misfire_grace late"
+	if err == nil && last >= slot.Unix() {
+		ev, msg = r.Log.Debug(), "schedule: slot more than misfire_grace late, but a replica already fired it"
+	}
+	ev.Str("schedule", e.Name).Str("slot", slot.Format(time.RFC3339)).Int64("slot_unix", slot.Unix()).
+		Dur("late_ms", now.Sub(slot)).Dur("misfire_grace_ms", e.Grace(slot)).Msg(msg)
 }
 
 func (r *Runner) fireTimeout() time.Duration {

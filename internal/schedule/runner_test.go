@@ -2,8 +2,10 @@ package schedule
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -400,13 +402,14 @@ func TestFireGivesUp(t *testing.T) {
 
 // TestFireMarkerOutlivesRetention: the marker of a daily cron slot with a
 // 5m retention is still there two hours after the slot, when a replica
-// starting then takes the slot as current, and until the next day's slot.
+// starting then takes the slot as current (its misfire_grace is a day),
+// and until the next day's slot.
 func TestFireMarkerOutlivesRetention(t *testing.T) {
 	t.Parallel()
 	w := newWorld(t)
 	ago := time.Now().UTC().Add(-2 * time.Hour)
 	e := cronEntry(t, fmt.Sprintf("%d %d * * *", ago.Minute(), ago.Hour()), time.UTC, nil)
-	e.Name, e.Queue, e.Retention = "daily", "default", 5*time.Minute
+	e.Name, e.Queue, e.Retention, e.MisfireGrace = "daily", "default", 5*time.Minute, 24*time.Hour
 	slot := e.RawPrev(time.Now())
 	if c, err := w.replica(nil, SystemClock{}).Fire(t.Context(), e, slot); err != nil || c.Enqueued != 1 {
 		t.Fatalf("first firing: %+v, %v", c, err)
@@ -494,8 +497,14 @@ func TestRunReloadKeepsUnchanged(t *testing.T) {
 	w := newWorld(t)
 	obs := &recorder{}
 	r := w.replica(obs, SystemClock{})
+	// Hourly, with a grace of the hour: the current slot fires at start.
+	hourly := func(name string, n int) *Entry {
+		e := symbolEntry(name, time.Hour, n)
+		e.MisfireGrace = time.Hour
+		return e
+	}
 	loops := map[string]*entryLoop{}
-	r.apply(t.Context(), loops, &Config{Entries: []*Entry{symbolEntry("keep", time.Hour, 1), symbolEntry("change", time.Hour, 1)}})
+	r.apply(t.Context(), loops, &Config{Entries: []*Entry{hourly("keep", 1), hourly("change", 1)}})
 	deadline := time.Now().Add(10 * time.Second)
 	for len(obs.all()) < 2 {
 		if time.Now().After(deadline) {
@@ -504,8 +513,8 @@ func TestRunReloadKeepsUnchanged(t *testing.T) {
 		time.Sleep(time.Millisecond)
 	}
 	keep := loops["keep"]
-	changed := symbolEntry("change", time.Hour, 2)
-	r.apply(t.Context(), loops, &Config{Entries: []*Entry{symbolEntry("keep", time.Hour, 1), changed}})
+	changed := hourly("change", 2)
+	r.apply(t.Context(), loops, &Config{Entries: []*Entry{hourly("keep", 1), changed}})
 	if loops["keep"] != keep {
 		t.Error("the unchanged entry's loop was replaced")
 	}
@@ -524,5 +533,120 @@ func TestRunReloadKeepsUnchanged(t *testing.T) {
 	case <-keep.done:
 	default:
 		t.Error("a loop runs on after an empty config")
+	}
+}
+
+// logBuffer collects a logger's JSON lines from any goroutine.
+type logBuffer struct {
+	mu    sync.Mutex
+	lines []map[string]any
+}
+
+func (b *logBuffer) Write(p []byte) (int, error) {
+	var m map[string]any
+	if err := json.Unmarshal(p, &m); err != nil {
+		return 0, err
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.lines = append(b.lines, m)
+	return len(p), nil
+}
+
+// with returns the lines whose message is msg.
+func (b *logBuffer) with(msg string) []map[string]any {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	var out []map[string]any
+	for _, m := range b.lines {
+		if m["message"] == msg {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
+// TestRunStartUp starts a runner (on a clock that jumps from slot to
+// slot) at a time after a daily slot: 30 s after, it fires the slot; 21.6 h
+// after, it leaves it, logs it as skipped and counts it at the next day's
+// firing; when a replica had fired the slot, it logs that at debug level
+// and counts nothing.
+func TestRunStartUp(t *testing.T) {
+	t.Parallel()
+	w := newWorld(t)
+	tests := []struct {
+		name     string
+		after    time.Duration // from the day's slot to the start
+		firedDay []int         // days (-1: the day before, 0: the day of the slot) fired before the start
+		first    int           // the day of the runner's first firing
+		want     Counts        // its counts
+		logged   string        // the message logged about the day's slot, if any
+		level    string
+	}{
+		{"start-30s", 30 * time.Second, nil, 0, Counts{Enqueued: 3}, "", ""},
+		{"start-late", 21*time.Hour + 37*time.Minute, []int{-1}, 1, Counts{Enqueued: 3, Skipped: 1},
+			"schedule: slot skipped: more than misfire_grace late", "info"},
+		{"start-late-fired", 21*time.Hour + 37*time.Minute, []int{-1, 0}, 1, Counts{Enqueued: 3},
+			"schedule: slot more than misfire_grace late, but a replica already fired it", "debug"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			e := cronEntry(t, "0 17 * * *", mustLocation("Europe/London"), nil)
+			e.Name, e.Queue, e.Symbols = tc.name, "default", []string{"BP", "SHEL", "HSBA"}
+			day := func(n int) time.Time { return e.RawPrev(time.Now()).AddDate(0, 0, n) }
+			for _, d := range tc.firedDay {
+				if c, err := w.replica(nil, SystemClock{}).Fire(t.Context(), e, day(d)); err != nil || c.Enqueued != 3 {
+					t.Fatalf("firing day %d before the start: %+v, %v", d, c, err)
+				}
+			}
+
+			logs := &logBuffer{}
+			obs := &recorder{}
+			r := w.replica(obs, &fakeClock{now: day(0).Add(tc.after)})
+			r.Log = zerolog.New(logs).Level(zerolog.DebugLevel)
+			ctx, cancel := context.WithCancel(t.Context())
+			done := make(chan error, 1)
+			go func() { done <- r.Run(ctx, &Config{Entries: []*Entry{e}}, nil) }()
+			deadline := time.Now().Add(10 * time.Second)
+			for len(obs.all()) == 0 {
+				if time.Now().After(deadline) {
+					t.Fatal("no firing after 10s")
+				}
+				time.Sleep(time.Millisecond)
+			}
+			cancel()
+			if err := <-done; err != nil {
+				t.Fatalf("Run: %v", err)
+			}
+
+			if got := obs.all()[0]; got != tc.want {
+				t.Errorf("first firing %+v, want %+v", got, tc.want)
+			}
+			ids := w.pendingIDs("default")
+			if ids[TaskID(tc.name, "BP", day(tc.first))] == nil {
+				t.Errorf("no task for day %d's slot %s", tc.first, day(tc.first))
+			}
+			if fired := slices.Contains(tc.firedDay, 0); (ids[TaskID(tc.name, "BP", day(0))] != nil) != (fired || tc.first == 0) {
+				t.Errorf("day 0's slot %s: task %v, want one only if fired in time", day(0), ids[TaskID(tc.name, "BP", day(0))] != nil)
+			}
+			missed := logs.with(tc.logged)
+			if tc.logged == "" {
+				missed = append(logs.with("schedule: slot skipped: more than misfire_grace late"),
+					logs.with("schedule: slot more than misfire_grace late, but a replica already fired it")...)
+				if len(missed) != 0 {
+					t.Errorf("logged %v, want no missed slot", missed)
+				}
+				return
+			}
+			if len(missed) != 1 {
+				t.Fatalf("%d lines %q, want 1", len(missed), tc.logged)
+			}
+			m := missed[0]
+			if m["level"] != tc.level || m["slot_unix"] != float64(day(0).Unix()) ||
+				m["late_ms"] != float64(tc.after.Milliseconds()) || m["misfire_grace_ms"] != 60000.0 {
+				t.Errorf("log line %v: want level %s, slot_unix %d, late_ms %d, misfire_grace_ms 60000",
+					m, tc.level, day(0).Unix(), tc.after.Milliseconds())
+			}
+		})
 	}
 }

@@ -1,6 +1,7 @@
 package schedule
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"time"
@@ -28,6 +29,21 @@ var ErrNoSlot = errors.New("no slot inside a session")
 // interval; for cron, the gap from slot to the next cron time. The next
 // slot (RawNext) is also the deadline of the slot's tasks.
 func (e *Entry) Interval(slot time.Time) time.Duration { return e.RawNext(slot).Sub(slot) }
+
+// Grace is how late after slot its firing may still begin: the entry's
+// misfire_grace, at most the slot's interval, so a slot whose successor is
+// due never fires.
+func (e *Entry) Grace(slot time.Time) time.Duration {
+	g := cmp.Or(e.MisfireGrace, DefaultMisfireGrace)
+	if iv := e.Interval(slot); iv > 0 && iv < g {
+		return iv
+	}
+	return g
+}
+
+// Missed reports whether a firing of slot that would begin at now is more
+// than the slot's Grace late: then no replica begins it at now.
+func (e *Entry) Missed(slot, now time.Time) bool { return now.Sub(slot) > e.Grace(slot) }
 
 // RawNext returns the first slot strictly after t, ignoring the market:
 // the next multiple of Every since the Unix epoch, or the next cron time in
@@ -257,6 +273,28 @@ func Plan(cfg *Config, from time.Time, count int) ([]Firing, error) {
 			return nil, err
 		}
 		next[best] = t
+	}
+	return out, nil
+}
+
+// CatchUp returns what a runner started at `at` fires besides Plan's
+// firings at or after it: for each entry, in file order, its latest slot
+// before at, when that slot is inside its market's session and at is
+// within the slot's Grace.
+func CatchUp(cfg *Config, at time.Time) ([]Firing, error) {
+	var out []Firing
+	for _, e := range cfg.Entries {
+		slot := e.RawPrev(at)
+		if slot.IsZero() || !slot.Before(at) || e.Missed(slot, at) {
+			continue
+		}
+		ok, err := e.Fires(slot)
+		if err != nil {
+			return nil, err
+		}
+		if ok {
+			out = append(out, Firing{At: slot.In(e.Location), Entry: e})
+		}
 	}
 	return out, nil
 }

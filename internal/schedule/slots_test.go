@@ -274,3 +274,80 @@ func TestCronDST(t *testing.T) {
 		t.Errorf("RawNext(%s) = %s, want %s", at, got, want)
 	}
 }
+
+// TestGrace: a start fires an entry's latest slot before it only within
+// the entry's misfire_grace (default 1m, or the file's, or its own), never
+// more than the slot's interval, and only inside its market's session.
+func TestGrace(t *testing.T) {
+	t.Parallel()
+	const londonClose = "  - name: e\n    cron: \"0 17 * * 1-5\"\n    timezone: Europe/London\n    symbols: [BP]\n"
+	tests := []struct {
+		name, yaml string
+		slot       string        // the entry's latest slot before the start
+		after      time.Duration // how long after it the start is
+		grace      time.Duration // the slot's grace
+		fires      bool          // the start fires the slot
+	}{
+		{"daily, 30s after", londonClose, "2026-12-03T17:00:00Z", 30 * time.Second, time.Minute, true},
+		{"daily, 1m after", londonClose, "2026-12-03T17:00:00Z", time.Minute, time.Minute, true},
+		{"daily, 61s after", londonClose, "2026-12-03T17:00:00Z", 61 * time.Second, time.Minute, false},
+		{"daily, 21.6h after", londonClose, "2026-12-03T17:00:00Z", 21*time.Hour + 37*time.Minute, time.Minute, false},
+		{"every 30s: the interval caps the grace", "  - name: e\n    every: 30s\n    symbols: [A]\n",
+			"2026-12-04T14:36:30Z", 29 * time.Second, 30 * time.Second, true},
+		{"every 30s, 2m grace: capped too", "  - name: e\n    every: 30s\n    symbols: [A]\n    misfire_grace: 2m\n",
+			"2026-12-04T14:36:30Z", 29 * time.Second, 30 * time.Second, true},
+		{"own grace 2h, 1h after", londonClose + "    misfire_grace: 2h\n", "2026-12-03T17:00:00Z", time.Hour, 2 * time.Hour, true},
+		{"own grace 2h, 3h after", londonClose + "    misfire_grace: 2h\n", "2026-12-03T17:00:00Z", 3 * time.Hour, 2 * time.Hour, false},
+		{"own grace a day: yesterday's slot", londonClose + "    misfire_grace: 24h\n", "2026-12-03T17:00:00Z", 21*time.Hour + 37*time.Minute, 24 * time.Hour, true},
+		{"file's grace 10s, 20s after", "misfire_grace: 10s\nschedules:\n" + londonClose, "2026-12-03T17:00:00Z", 20 * time.Second, 10 * time.Second, false},
+		{"file's grace 10s, 5s after", "misfire_grace: 10s\nschedules:\n" + londonClose, "2026-12-03T17:00:00Z", 5 * time.Second, 10 * time.Second, true},
+		{"file's 10s, own 1m, 20s after", "misfire_grace: 10s\nschedules:\n" + londonClose + "    misfire_grace: 1m\n",
+			"2026-12-03T17:00:00Z", 20 * time.Second, time.Minute, true},
+		{"market, inside the session", "  - name: e\n    cron: \"* * * * *\"\n    market: XNYS\n    timezone: America/New_York\n    symbols: [A]\n",
+			"2026-12-04T10:00:00-05:00", 30 * time.Second, time.Minute, true},
+		{"market, outside the session", "  - name: e\n    cron: \"* * * * *\"\n    market: XNYS\n    timezone: America/New_York\n    symbols: [A]\n",
+			"2026-12-05T10:00:00-05:00", 30 * time.Second, time.Minute, false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			doc := tc.yaml
+			if !strings.Contains(doc, "schedules:") {
+				doc = "schedules:\n" + doc
+			}
+			cfg, err := parseAt([]byte(doc), t.TempDir(), fakeMarkets, fuzzNow)
+			if err != nil {
+				t.Fatal(err)
+			}
+			e, slot := cfg.Entries[0], mustParse(t, tc.slot)
+			start := slot.Add(tc.after)
+			if got := e.RawPrev(start); !got.Equal(slot) {
+				t.Fatalf("latest slot before %s = %s, want %s", start, got, slot)
+			}
+			if got := e.Grace(slot); got != tc.grace {
+				t.Errorf("Grace = %s, want %s", got, tc.grace)
+			}
+			got, err := CatchUp(cfg, start)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if fires := len(got) == 1 && got[0].At.Equal(slot) && got[0].Entry == e; fires != tc.fires || len(got) > 1 {
+				t.Errorf("CatchUp(%s) = %v, want the slot fired: %t", start.Format(time.RFC3339), got, tc.fires)
+			}
+		})
+	}
+}
+
+// TestCatchUpOnTheSlot: a start exactly at a slot fires it on time, so
+// Plan lists it and CatchUp does not.
+func TestCatchUpOnTheSlot(t *testing.T) {
+	t.Parallel()
+	cfg := &Config{Entries: []*Entry{everyEntry(30 * time.Second)}}
+	at := mustParse(t, "2026-12-04T14:37:00Z")
+	if got, err := CatchUp(cfg, at); err != nil || len(got) != 0 {
+		t.Errorf("CatchUp = %v, %v; want nothing", got, err)
+	}
+	if got, err := CatchUp(cfg, at.Add(time.Second)); err != nil || len(got) != 1 || !got[0].At.Equal(at) {
+		t.Errorf("a second later: CatchUp = %v, %v; want the slot at %s", got, err, at)
+	}
+}
