@@ -48,9 +48,16 @@ func scheduleCmd(g *globals) *cobra.Command {
 		Long: `schedule runs until SIGINT or SIGTERM and, at each slot of each entry of the
 YAML file --config, enqueues one quote-fetch task per symbol, with the id
 sched:NAME:SYMBOL:UNIX. Any number of replicas may run on the same file and
-Redis: each (entry, symbol, slot) is enqueued exactly once. A slot more than
-one interval late (all replicas were down) is skipped and counted. A task
-still waiting when its entry's next slot comes is dropped by the worker.
+Redis: each (entry, symbol, slot) is enqueued exactly once. A task still
+waiting when its entry's next slot comes is dropped by the worker.
+
+A slot fires only if its firing begins within misfire_grace of its time
+(per entry, or at the file's top level for all; default 1m, at least 1s,
+never more than the slot's interval). So a start fires each entry's latest
+slot only if it is that recent: started at 14:37, a daily 17:00 entry waits
+for today's 17:00. A slot no replica began in time (all were down, or
+started late) is logged, counted as skipped and never backfilled; once
+begun, a firing retries as below whatever its grace.
 
 On a daylight-saving change, a cron with a fixed hour fires a repeated
 wall-clock time once (at its first occurrence) and a time inside the
@@ -68,7 +75,10 @@ within a year is refused at load.
 
 With --dry-run it enqueues nothing and needs no Redis: it prints the next
 --count firings at or after --from, one per line RFC3339<TAB>NAME<TAB>N
-(N symbols), or with --json {"at":...,"schedule":...,"symbols":[...]}.`,
+(N symbols), or with --json {"at":...,"schedule":...,"symbols":[...]}.
+On stderr it adds one line for each entry whose latest slot before --from
+a start at --from would fire too, being within its misfire_grace:
+  producer: a start at ... would also fire NAME's slot ... (30s late; misfire_grace 1m0s)`,
 		Example: `  producer schedule --config examples/schedule.yaml
   producer schedule --config examples/schedule.yaml --dry-run --from 2027-01-15T09:00:00-05:00 --count 20
   producer schedule --config examples/schedule.yaml --metrics-addr 127.0.0.1:9091`,
@@ -112,7 +122,7 @@ func runSchedule(cmd *cobra.Command, g *globals, f *scheduleFlags) error {
 		return cli.Usage(err)
 	}
 	if f.dryRun {
-		return dryRun(cmd.OutOrStdout(), cfg, f, changed("from"))
+		return dryRun(cmd.OutOrStdout(), cmd.ErrOrStderr(), cfg, f, changed("from"))
 	}
 	if err := checkTracing(); err != nil {
 		return err
@@ -199,8 +209,9 @@ func runSchedule(cmd *cobra.Command, g *globals, f *scheduleFlags) error {
 	return err
 }
 
-// dryRun prints the next firings.
-func dryRun(out io.Writer, cfg *schedule.Config, f *scheduleFlags, fromSet bool) error {
+// dryRun prints the next firings on out and, on errOut, the slots before
+// --from that a start then would fire too (schedule.CatchUp).
+func dryRun(out, errOut io.Writer, cfg *schedule.Config, f *scheduleFlags, fromSet bool) error {
 	from := time.Now()
 	if fromSet {
 		t, err := time.Parse(time.RFC3339, f.from)
@@ -213,11 +224,18 @@ func dryRun(out io.Writer, cfg *schedule.Config, f *scheduleFlags, fromSet bool)
 		return cli.Usagef("--count %d: want at least 1", f.count)
 	}
 	plan, err := schedule.Plan(cfg, from, f.count)
+	var catchUp []schedule.Firing
+	if err == nil {
+		catchUp, err = schedule.CatchUp(cfg, from)
+	}
 	if err != nil {
 		if errors.Is(err, calendar.ErrOutOfRange) || errors.Is(err, schedule.ErrNoSlot) {
 			return cli.Usage(err)
 		}
 		return err
+	}
+	for _, c := range catchUp {
+		fmt.Fprintf(errOut, "producer: %s\n", catchUpLine(from, c))
 	}
 	w := bufio.NewWriter(out)
 	enc := json.NewEncoder(w)
@@ -235,6 +253,17 @@ func dryRun(out io.Writer, cfg *schedule.Config, f *scheduleFlags, fromSet bool)
 		return fmt.Errorf("write output: %w", err)
 	}
 	return nil
+}
+
+// catchUpLine tells that a start at `at` would fire c, a slot before it,
+// and how late: whole seconds from one second on.
+func catchUpLine(at time.Time, c schedule.Firing) string {
+	late := at.Sub(c.At).Truncate(time.Millisecond)
+	if late >= time.Second {
+		late = late.Truncate(time.Second)
+	}
+	return fmt.Sprintf("a start at %s would also fire %s's slot %s (%s late; misfire_grace %s)",
+		at.Format(time.RFC3339), c.Entry.Name, c.At.Format(time.RFC3339), late, c.Entry.Grace(c.At))
 }
 
 // firingLine is one line of `schedule --dry-run --json`.

@@ -225,3 +225,30 @@ func TestScheduleDryRunDST(t *testing.T) {
 		}
 	}
 }
+
+// TestScheduleDryRunCatchUp: --dry-run tells on stderr which slot before
+// --from a start then would fire too (within its misfire_grace), and says
+// nothing of a slot past it; stdout stays the firings from --from.
+func TestScheduleDryRunCatchUp(t *testing.T) {
+	t.Parallel()
+	const entry = "  - name: london-close\n    cron: \"0 17 * * 1-5\"\n    timezone: Europe/London\n    symbols: [BP, SHEL, HSBA]\n"
+	cfg := scheduleFile(t, "schedules:\n"+entry)
+	graced := scheduleFile(t, "misfire_grace: 24h\nschedules:\n"+entry)
+	const friday = "2026-12-04T17:00:00Z\tlondon-close\t3\n"
+	tests := []struct {
+		name, cfg, from, stdout, stderr string
+	}{
+		{"30s after the slot", cfg, "2026-12-03T17:00:30Z", friday,
+			"producer: a start at 2026-12-03T17:00:30Z would also fire london-close's slot 2026-12-03T17:00:00Z (30s late; misfire_grace 1m0s)\n"},
+		{"21.6h after the slot", cfg, "2026-12-04T14:37:00Z", friday, ""},
+		{"21.6h after, grace 24h", graced, "2026-12-04T14:37:00Z", friday,
+			"producer: a start at 2026-12-04T14:37:00Z would also fire london-close's slot 2026-12-03T17:00:00Z (21h37m0s late; misfire_grace 24h0m0s)\n"},
+		{"on the slot", cfg, "2026-12-04T17:00:00Z", friday, ""},
+	}
+	for _, tc := range tests {
+		r := run(t, "redis://127.0.0.1:1/0", "", "schedule", "--config", tc.cfg, "--dry-run", "--from", tc.from, "--count", "1")
+		if r.code != 0 || r.stdout != tc.stdout || r.stderr != tc.stderr {
+			t.Errorf("%s: exit %d, stdout %q, stderr %q; want 0, %q, %q", tc.name, r.code, r.stdout, r.stderr, tc.stdout, tc.stderr)
+		}
+	}
+}
