@@ -28,13 +28,16 @@ build: ## build worker, producer and quoteserver into ./bin
 migrate: services build ## apply the schema and the DB_ROLE role
 	$(BIN)/worker migrate
 
+# make run listens on QUOTE_API_URL's host:port (quoteserver), ADMIN_ADDR
+# (worker) and UI_ADDR (web UI): set them, and REDIS_URL / DATABASE_URL if
+# wanted, to run a second clone beside the first (README.md, "Ports").
 .PHONY: run
 run: migrate stop ## services, schema, quoteserver, worker and web UI in the background, then enqueue the sample watchlist
 	@scripts/run.sh "$(BIN)" "$(RUN_DIR)" "$(WATCHLIST)"
 
 .PHONY: stop
-stop: ## stop the web UI, worker and quoteserver that `make run` started
-	@scripts/stop.sh "$(RUN_DIR)"
+stop: ## stop the web UI, worker and quoteserver that this clone's `make run` started, and nothing else
+	@scripts/stop.sh "$(BIN)" "$(RUN_DIR)"
 
 .PHONY: bench
 bench: services ## measure tickerq against asynq's ceilings (docs/performance.md); figures in bench-output/

@@ -1,79 +1,282 @@
 #!/usr/bin/env bash
 # run.sh BIN RUN_DIR WATCHLIST — start quoteserver, worker and web UI in the
-# background (logs and pids in RUN_DIR), enqueue the watchlist, wait for
+# background (logs and pid files in RUN_DIR), enqueue the watchlist, wait for
 # those tasks only (what `producer enqueue` printed is kept in
 # RUN_DIR/enqueued.txt) and show where to look, also when something failed or
-# timed out; then it exits non-zero. `make stop` stops what it started.
+# timed out; then it exits non-zero. `make stop` (stop.sh) stops exactly what
+# it started: each pid file records the process's identity (proc.sh).
+#
+# The addresses are the programs' own variables (shared/CONTRACT.md):
+#   QUOTE_API_URL  http://127.0.0.1:8000  quoteserver listens on its HOST:PORT
+#   ADMIN_ADDR     127.0.0.1:8081         worker's /healthz, /readyz, /metrics ("" = none)
+#   UI_ADDR        127.0.0.1:8080         web UI
+# It checks them all before it starts anything: a taken one is named, with
+# what holds it, and nothing starts (exit 1). A process is ready only when the
+# pid it started listens on its address and answers there; one that exits
+# first, or later while the tasks run, is named with the end of its log.
 set -euo pipefail
 bin=$1 run_dir=$2 watchlist=$3
+# shellcheck source=scripts/proc.sh
+. "$(dirname "${BASH_SOURCE[0]}")/proc.sh"
 mkdir -p "$run_dir"
+bin=$(readlink -f "$bin")
+run_dir=$(readlink -f "$run_dir")
 
-quote_addr=${QUOTE_API_URL:-http://127.0.0.1:8000}
-quote_addr=${quote_addr#http://}
+default_redis=redis://127.0.0.1:6379/0
+quote_url=${QUOTE_API_URL:-http://127.0.0.1:8000}
 admin_addr=${ADMIN_ADDR-127.0.0.1:8081}
 ui_addr=${UI_ADDR:-127.0.0.1:8080}
 db=${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/tickerq?sslmode=disable}
+# One log format for the three programs: the contract's default, JSON lines.
+export LOG_FORMAT=${LOG_FORMAT:-json}
 enqueued=$run_dir/enqueued.txt
 prices_sql='SELECT symbol, price, quoted_at, written_by, task_id FROM stock_prices ORDER BY id DESC LIMIT 20'
+hostport='^(\[[^]]*\]|[^:/]*):[0-9]+$'
 
-# where_to_look runs on every exit, so that a failure or a timeout still says
-# what runs and where its logs are.
-where_to_look() {
-	local code=$?
+quote_addr=${quote_url#http://}
+quote_addr=${quote_addr%/}
+if [[ $quote_url != http://* || ! $quote_addr =~ $hostport ]]; then
+	echo "run: QUOTE_API_URL=$quote_url: make run starts its local quoteserver there, so it must be http://HOST:PORT (e.g. http://127.0.0.1:8100)" >&2
+	exit 2
+fi
+for check in "ADMIN_ADDR=$admin_addr" "UI_ADDR=$ui_addr"; do
+	var=${check%%=*} addr=${check#*=}
+	if [ -n "$addr" ] && [[ ! $addr =~ $hostport ]]; then
+		echo "run: $var=$addr: want HOST:PORT (e.g. 127.0.0.1:8100)" >&2
+		exit 2
+	fi
+done
+
+# The three programs: binary and arguments, address, its variable, and the
+# URL that answers once it is ready.
+names=(quoteserver worker ui)
+declare -A exe=([quoteserver]=$bin/quoteserver [worker]=$bin/worker [ui]=$bin/producer)
+declare -A args=([quoteserver]="--addr $quote_addr" [worker]="" [ui]="ui --addr $ui_addr")
+declare -A addr_of=([quoteserver]=$quote_addr [worker]=$admin_addr [ui]=$ui_addr)
+declare -A var_of=([quoteserver]=QUOTE_API_URL [worker]=ADMIN_ADDR [ui]=UI_ADDR)
+declare -A ready_url=([quoteserver]=http://$quote_addr/stats [worker]=http://$admin_addr/readyz [ui]=http://$ui_addr/)
+
+# whose PID describes the process PID for someone deciding what to stop: one
+# a `make run` started (of this clone, or of another whose RUN_DIR is the
+# Makefile's CLONE/run), or any other.
+whose() {
+	local pid=$1 path cmd clone name
+	cmd=$(proc_cmd "$pid") || cmd='?'
+	path=$(proc_exe "$pid") || path=
+	clone=${path%/bin/*}
+	for name in "${names[@]}"; do
+		[ "$path" = "$clone/bin/${exe[$name]##*/}" ] || continue
+		if ! pidfile_check "$clone/run/$name.pid" "$path" 2>/dev/null || [ "$pf_pid" != "$pid" ]; then
+			continue
+		fi
+		if [ "$clone/run" = "$run_dir" ]; then
+			echo "this clone's own \`make run\` (its $name, pid $pid): make stop stops it"
+		else
+			echo "another \`make run\` (its $name, pid $pid, clone $clone)"
+		fi
+		return
+	done
+	echo "pid $pid: $cmd"
+}
+
+# holders HOST:PORT describes what listens there, one process a line.
+holders() {
+	local inode pid seen=
+	for inode in $(listen_inodes "$1"); do
+		for pid in $(socket_pids "$inode"); do
+			[[ " $seen " == *" $pid "* ]] && continue
+			seen+=" $pid"
+			whose "$pid"
+		done
+	done
+	[ -n "$seen" ] || echo "a process not visible from here (another user's, or in another container)"
+}
+
+# held_by NAME says what holds NAME's address now, if anything does.
+held_by() {
+	local addr=${addr_of[$1]}
+	[ -n "$addr" ] && [ -n "$(listen_inodes "$addr")" ] || return 0
+	echo "run: ${var_of[$1]}: $addr is held by $(holders "$addr" | paste -sd';' -)" >&2
+}
+
+# log_tail NAME shows the last lines of NAME's log.
+log_tail() {
+	echo "run: last lines of $run_dir/$1.log:" >&2
+	tail -n 15 "$run_dir/$1.log" | sed 's/^/  | /' >&2
+}
+
+# free_like HOST:PORT prints a free address on the same host, for advice.
+free_like() {
+	local port
+	split_addr "$1"
+	for port in $(seq $((addr_port + 100)) 100 $((addr_port + 2000 < 65535 ? addr_port + 2000 : 65535))); do
+		[ -z "$(listen_inodes "${1%:*}:$port")" ] && { echo "${1%:*}:$port"; return; }
+	done
+	echo "${1%:*}:PORT"
+}
+
+# Nothing starts while any address is taken.
+taken=0
+for name in "${names[@]}"; do
+	addr=${addr_of[$name]}
+	if [ -z "$addr" ] || [ -z "$(listen_inodes "$addr")" ]; then
+		continue
+	fi
+	taken=$((taken + 1))
+	var=${var_of[$name]} suggest=$(free_like "$addr")
+	[ "$var" = QUOTE_API_URL ] && suggest=http://$suggest
+	echo "run: $var: $addr is taken by $(holders "$addr" | paste -sd';' -); set $var=$suggest (or another free one) to run beside it" >&2
+done
+if [ "$taken" -gt 0 ]; then
+	echo "run: nothing started ($taken address(es) taken); see README.md, \"Ports: make run and the compose stack\"" >&2
+	exit 1
+fi
+
+declare -A pid_of=() gone=()
+started=()
+running=false
+
+# exited NAME says that NAME exited, with its status and the end of its log,
+# and what holds its address now, once per process.
+exited() {
+	local name=$1 pid=${pid_of[$1]} status=0
+	[ -z "${gone[$name]:-}" ] || return 0
+	gone[$name]=1
+	wait "$pid" 2>/dev/null || status=$?
+	echo "run: $name (pid $pid) exited with status $status" >&2
+	log_tail "$name"
+	held_by "$name"
+}
+
+# all_alive reports each process of ours that has exited; it fails if any has.
+all_alive() {
+	local name ok=0
+	for name in "${started[@]}"; do
+		proc_alive "${pid_of[$name]}" && continue
+		exited "$name"
+		ok=1
+	done
+	return $ok
+}
+
+# finish runs on every exit. Before all three are ready it stops what it
+# started; after, it says what runs and where to look, also when a task
+# failed or timed out, or a process exited since.
+# shellcheck disable=SC2317 # run by the trap
+finish() {
+	local code=$? name state=
 	trap - EXIT
 	set +e
+	if ! $running; then
+		if [ ${#started[@]} -gt 0 ]; then
+			echo "run: FAILED (exit $code); stopping what it started" >&2
+			for ((i = ${#started[@]} - 1; i >= 0; i--)); do
+				name=${started[i]}
+				if [ -n "${gone[$name]:-}" ]; then
+					rm -f "$run_dir/$name.pid"
+				else
+					stop_pidfile "$run_dir/$name.pid" "${exe[$name]}" "$name"
+				fi
+			done
+		fi
+		exit "$code"
+	fi
+	all_alive || code=1
 	if [ "$code" -ne 0 ]; then
 		echo >&2
-		echo "run: FAILED (exit $code); what it started keeps running until: make stop" >&2
+		echo "run: FAILED (exit $code); what still runs keeps running until: make stop" >&2
+	fi
+	for name in "${started[@]}"; do
+		if [ -n "${gone[$name]:-}" ]; then
+			state+=$(printf '\n  %-11s exited (see above)' "$name")
+		else
+			state+=$(printf '\n  %-11s pid %-8s %s' "$name" "${pid_of[$name]}" "${addr_of[$name]:+${addr_of[$name]} (${var_of[$name]})}")
+		fi
+	done
+	echo
+	if [ ${#gone[@]} -eq 0 ]; then
+		echo "tickerq is running in the background (stop it with: make stop):$state"
+	else
+		echo "tickerq is only partly running (stop the rest with: make stop):$state"
+	fi
+	if [ "${REDIS_URL:-$default_redis}" != "$default_redis" ]; then
+		echo "  env:      export REDIS_URL='$REDIS_URL'   (the producer commands below need it)"
 	fi
 	cat <<MSG
-
-tickerq is running in the background (stop it with: make stop).
   web UI:   http://$ui_addr/   (asynqmon: queues, tasks, results, errors)
   prices:   psql '$db' -c '$prices_sql'
   queues:   $bin/producer stats
   tasks:    $bin/producer tasks list --state archived   (or pending, active, scheduled, retry, completed)
   enqueued: $enqueued   (wait again: $bin/producer wait --tasks $enqueued)
   enqueue:  $bin/producer enqueue IBM ORCL   (or --file $watchlist)
-  logs:     tail -f $run_dir/worker.log $run_dir/quoteserver.log $run_dir/ui.log
-  metrics:  curl -s http://$admin_addr/metrics | grep ^tickerq_
-  health:   curl -s http://$admin_addr/readyz
-UNKNOWN in the watchlist is archived on purpose: it shows a permanent failure.
+  logs:     tail -f $run_dir/worker.log $run_dir/quoteserver.log $run_dir/ui.log   ($LOG_FORMAT)
 MSG
+	if [ -n "$admin_addr" ]; then
+		echo "  metrics:  curl -s http://$admin_addr/metrics | grep ^tickerq_"
+		echo "  health:   curl -s http://$admin_addr/readyz"
+	fi
+	echo "UNKNOWN in the watchlist is archived on purpose: it shows a permanent failure."
 	exit "$code"
 }
-trap where_to_look EXIT
+trap finish EXIT
 
-start() { # name, then the command
-	local name=$1; shift
-	"$@" >"$run_dir/$name.log" 2>&1 &
-	echo $! >"$run_dir/$name.pid"
+# start NAME starts the program in the background and records its identity.
+start() {
+	local name=$1
+	# shellcheck disable=SC2086 # args holds words on purpose
+	"${exe[$name]}" ${args[$name]} >"$run_dir/$name.log" 2>&1 &
+	pid_of[$name]=$!
+	started+=("$name")
+	pidfile_write "$run_dir/$name.pid" "$!" "${exe[$name]}"
 	echo "run: started $name (pid $!, log $run_dir/$name.log)" >&2
 }
 
-wait_http() { # url, name
-	for _ in $(seq 1 100); do
-		curl -fsS -o /dev/null "$1" 2>/dev/null && return 0
+# await NAME waits up to 30 s until the pid it started listens on its address
+# and answers there (the worker without an admin server: until it logs that
+# it runs); it fails when that process exits first.
+await() {
+	local name=$1 pid=${pid_of[$1]} addr=${addr_of[$1]}
+	for _ in $(seq 1 300); do
+		if ! proc_alive "$pid"; then
+			exited "$name"
+			exit 1
+		fi
+		if [ -z "$addr" ]; then
+			grep -q 'worker running' "$run_dir/$name.log" && return 0
+		elif listening_pid "$pid" "$addr" && curl -gfsS --max-time 2 -o /dev/null "${ready_url[$name]}" 2>/dev/null; then
+			return 0
+		fi
 		sleep 0.1
 	done
-	echo "run: $2 did not come up; last lines of its log:" >&2
-	tail -n 20 "$run_dir/$2.log" >&2
+	echo "run: $name (pid $pid) is not ready after 30 s${addr:+ on $addr}" >&2
+	log_tail "$name"
+	[ -z "$addr" ] || listening_pid "$pid" "$addr" || held_by "$name"
 	exit 1
 }
 
-start quoteserver "$bin/quoteserver" --addr "$quote_addr"
-wait_http "http://$quote_addr/api/v1/quote?symbol=AAPL" quoteserver
-LOG_FORMAT=${LOG_FORMAT:-console} start worker "$bin/worker"
-if [ -n "$admin_addr" ]; then wait_http "http://$admin_addr/readyz" worker; else sleep 1; fi
-
-start ui "$bin/producer" ui --addr "$ui_addr"
-wait_http "http://$ui_addr/" ui
+for name in "${names[@]}"; do
+	start "$name"
+	await "$name"
+done
+running=true
 
 echo "run: enqueueing $watchlist (task list in $enqueued)" >&2
 "$bin/producer" enqueue --file "$watchlist" >"$enqueued"
 cat "$enqueued"
 status=0
-"$bin/producer" wait --tasks "$enqueued" --timeout 60s || status=$?
+# Wait for the tasks in the background, to notice a process of ours exiting
+# meanwhile rather than after the wait's timeout.
+"$bin/producer" wait --tasks "$enqueued" --timeout 60s &
+waiter=$!
+while proc_alive "$waiter"; do
+	if ! all_alive; then
+		kill "$waiter" 2>/dev/null || true
+		status=1
+		break
+	fi
+	sleep 0.2
+done
+wait "$waiter" || status=$?
 "$bin/producer" stats || status=$?
 if [ "$status" -eq 0 ] && command -v psql >/dev/null; then
 	psql "$db" -c "$prices_sql" || true

@@ -1,20 +1,15 @@
 #!/usr/bin/env bash
-# stop.sh RUN_DIR — stop what run.sh started: SIGTERM, then wait for each
-# process (the worker drains in-flight jobs first).
+# stop.sh BIN RUN_DIR — stop what run.sh started, and nothing else: a pid file
+# counts only while its process is still the one run.sh started (same pid and
+# start time, running this clone's BIN/PROGRAM); a stale one is removed and
+# said so. Each process gets SIGTERM, then up to 30 s to exit (the worker
+# drains in-flight jobs first).
 set -euo pipefail
-run_dir=$1
-for name in ui worker quoteserver; do
-	pidfile="$run_dir/$name.pid"
-	[ -f "$pidfile" ] || continue
-	pid=$(cat "$pidfile")
-	if kill -0 "$pid" 2>/dev/null; then
-		kill -TERM "$pid"
-		for _ in $(seq 1 300); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-		if kill -0 "$pid" 2>/dev/null; then
-			echo "stop: $name (pid $pid) still running after 30 s" >&2
-			exit 1
-		fi
-		echo "stop: stopped $name (pid $pid)" >&2
-	fi
-	rm -f "$pidfile"
-done
+bin=$1 run_dir=$2
+# shellcheck source=scripts/proc.sh
+. "$(dirname "${BASH_SOURCE[0]}")/proc.sh"
+status=0
+stop_pidfile "$run_dir/ui.pid" "$bin/producer" ui || status=1
+stop_pidfile "$run_dir/worker.pid" "$bin/worker" worker || status=1
+stop_pidfile "$run_dir/quoteserver.pid" "$bin/quoteserver" quoteserver || status=1
+exit "$status"
