@@ -152,7 +152,10 @@ func run(ctx context.Context, cfg *config.Worker, connectTimeoutFlag string) err
 		return cli.Usage(err)
 	}
 	defer stopTracing()
-	redis.SetLogger(logging.Redis{L: log, Level: zerolog.WarnLevel})
+	// go-redis says each failed dial, several a second while Redis is
+	// away: at debug, since the start-up's attempt lines and then the
+	// running worker's watch (broker.Watch) say it once.
+	redis.SetLogger(logging.Redis{L: log, Level: zerolog.DebugLevel})
 	// Libraries that use the standard logger (asynq's metrics collector)
 	// log through zerolog too.
 	stdlog.SetFlags(0)
@@ -284,11 +287,22 @@ func run(ctx context.Context, cfg *config.Worker, connectTimeoutFlag string) err
 		{Name: "postgres", Fn: db.Ping},
 	}, m.Handler()))
 
+	// One line when Redis stops answering and one when it is back; asynq's
+	// errors in between, several a second, go to debug.
+	outage := &logging.Outage{}
+	watchCtx, stopWatch := context.WithCancel(ctx)
+	watched := make(chan struct{})
+	go func() {
+		defer close(watched)
+		broker.Watch(watchCtx, rdb, broker.WatchInterval, outage, log)
+	}()
+	defer func() { stopWatch(); <-watched }()
+
 	asynqCfg := config.AsynqServer(cfg.Concurrency, cfg.Queues, cfg.ShutdownTimeout)
 	// The job line says when a task is archived or dropped: asynq's own
 	// warning about it is left out (logging.Reported), its others kept.
 	reported := &logging.Reported{}
-	asynqCfg.Logger = logging.Asynq{L: log.With().Str("component", "asynq").Logger(), Reported: reported}
+	asynqCfg.Logger = logging.Asynq{L: log.With().Str("component", "asynq").Logger(), Reported: reported, Outage: outage}
 	asynqCfg.LogLevel = logging.AsynqLevel(log.GetLevel())
 	srv := asynq.NewServer(cfg.Redis, asynqCfg)
 	mux := asynq.NewServeMux()
