@@ -147,7 +147,7 @@ func run(ctx context.Context, cfg *config.Worker, connectTimeoutFlag string) err
 	// Spans are flushed last, after the pool has closed, so that the last
 	// batches' spans go out; bounded so that a dead collector cannot hold
 	// up the exit.
-	stopTracing, err := tracing.Start(ctx, os.Getenv, "tickerq-worker", log)
+	stopTracing, err := tracing.Start(ctx, os.Getenv, tracing.Options{Service: "tickerq-worker", Log: log})
 	if err != nil {
 		return cli.Usage(err)
 	}
