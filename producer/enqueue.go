@@ -153,7 +153,9 @@ func runEnqueue(cmd *cobra.Command, g *globals, f *enqueueFlags, args []string) 
 	if err != nil {
 		return err
 	}
-	stopTracing, err := startTracing(cmd.Context(), e.log)
+	stopTracing, err := startTracing(cmd.Context(), e.log, func(line string) {
+		fmt.Fprintf(errOut, "producer: warning: %s\n", line)
+	})
 	if err != nil {
 		return err
 	}

@@ -48,8 +48,7 @@ func rootCmd() *cobra.Command {
 and reports on and acts on the asynq queues that hold them (stats, wait,
 tasks, pause, unpause); ui serves the asynqmon web UI over them.
 
-Environment: REDIS_URL (default ` + config.DefaultRedisURL + `; redis://,
-rediss://, redis-socket:// or redis-sentinel://), LOG_LEVEL, LOG_FORMAT.
+` + config.EnvHelp(config.ProducerEnv) + `
 
 Tracing: enqueue and schedule read the standard OpenTelemetry variables
 (OTEL_EXPORTER_OTLP_ENDPOINT switches it on; off by default): a root span
@@ -62,7 +61,8 @@ Exit codes: 0 success, 1 runtime failure, 2 bad usage or invalid input.`,
 		},
 		CompletionOptions: cobra.CompletionOptions{DisableDefaultCmd: true},
 	}
-	cmd.PersistentFlags().StringVar(&g.redisURL, "redis-url", "", "Redis to use; overrides REDIS_URL")
+	cmd.PersistentFlags().StringVar(&g.redisURL, "redis-url", "", "Redis to use")
+	config.FlagFromEnv(cmd.PersistentFlags(), "redis-url", config.EnvRedisURL)
 	cmd.AddCommand(enqueueCmd(&g), statsCmd(&g), waitCmd(&g), uiCmd(&g), sessionsCmd(&g),
 		tasksCmd(&g), pauseCmd(&g), unpauseCmd(&g), scheduleCmd(&g))
 	return cmd

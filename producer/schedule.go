@@ -132,7 +132,7 @@ func runSchedule(cmd *cobra.Command, g *globals, f *scheduleFlags) error {
 	if err != nil {
 		return err
 	}
-	stopTracing, err := startTracing(cmd.Context(), e.log)
+	stopTracing, err := startTracing(cmd.Context(), e.log, nil)
 	if err != nil {
 		return err
 	}

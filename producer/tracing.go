@@ -21,8 +21,11 @@ func checkTracing() error {
 
 // startTracing switches tracing on if the environment asks for it and
 // returns what flushes and stops it (tracing.Start); defer it at once.
-func startTracing(ctx context.Context, log zerolog.Logger) (stop func(), err error) {
-	stop, err = tracing.Start(ctx, os.Getenv, "tickerq-producer", log)
+// Spans that could not be exported are logged through log while the
+// command runs, or, with atExit set (a short command), said in one line
+// when it stops.
+func startTracing(ctx context.Context, log zerolog.Logger, atExit func(line string)) (stop func(), err error) {
+	stop, err = tracing.Start(ctx, os.Getenv, tracing.Options{Service: "tickerq-producer", Log: log, AtExit: atExit})
 	if err != nil {
 		return stop, cli.Usage(err)
 	}

@@ -44,15 +44,15 @@ Redis. A quote-fetch task shows as its symbol, its result as
 "173.25 USD @ 14:30:00Z". People can delete, run, archive and cancel tasks and
 pause queues unless --read-only is given.
 
-It listens on --addr (default UI_ADDR, else ` + config.DefaultUIAddr + `) and serves until
-SIGINT or SIGTERM, then exits 0.
+It listens on --addr and serves until SIGINT or SIGTERM, then exits 0.
 
-Environment: UI_ADDR; UI_READ_ONLY=true for --read-only; UI_USER and
-UI_PASSWORD (both or neither) require HTTP basic auth. Without them anyone who
-can reach the port controls the queues, so on an address other than loopback
-(127.0.0.0/8, ::1, localhost) ui refuses to start, exit 2, unless
---insecure-no-auth is given (then it only warns): keep the default loopback
-address, or set UI_USER and UI_PASSWORD and put the UI behind TLS.`,
+` + config.EnvHelp(config.UIEnv) + `
+
+UI_USER and UI_PASSWORD (both or neither) require HTTP basic auth. Without
+them anyone who can reach the port controls the queues, so on an address
+other than loopback (127.0.0.0/8, ::1, localhost) ui refuses to start, exit
+2, unless --insecure-no-auth is given (then it only warns): keep the default
+loopback address, or set UI_USER and UI_PASSWORD and put the UI behind TLS.`,
 		Example: `  producer ui
   UI_USER=ops UI_PASSWORD=... producer ui --addr 0.0.0.0:8080 --read-only`,
 		Args: cobra.NoArgs,
@@ -61,8 +61,10 @@ address, or set UI_USER and UI_PASSWORD and put the UI behind TLS.`,
 		},
 	}
 	fl := cmd.Flags()
-	fl.StringVar(&f.addr, "addr", cli.Env(config.EnvUIAddr, config.DefaultUIAddr), "host:port to listen on; port 0 picks a free one (UI_ADDR)")
-	fl.BoolVar(&f.readOnly, "read-only", false, "look, but do not change tasks or queues (UI_READ_ONLY=true)")
+	fl.StringVar(&f.addr, "addr", cli.Env(config.EnvUIAddr, config.DefaultUIAddr), "host:port to listen on; port 0 picks a free one")
+	config.FlagFromEnv(fl, "addr", config.EnvUIAddr)
+	fl.BoolVar(&f.readOnly, "read-only", false, "look, but do not change tasks or queues")
+	config.FlagFromEnv(fl, "read-only", config.EnvUIReadOnly)
 	fl.BoolVar(&f.insecureNoAuth, "insecure-no-auth", false, "serve beyond loopback without UI_USER and UI_PASSWORD: anyone who can reach the port controls the queues")
 	return cmd
 }

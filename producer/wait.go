@@ -54,7 +54,7 @@ A task list that cannot be read exits 2 naming the line.`,
 		},
 	}
 	fl := cmd.Flags()
-	fl.DurationVar(&f.timeout, "timeout", 0, "give up after this long and exit 1; 0 waits for ever")
+	fl.DurationVar(&f.timeout, "timeout", 0, "give up after this long and exit 1 (default 0: wait for ever)")
 	fl.StringArrayVar(&f.queues, "queue", nil, "queue to watch; repeat for more (default every queue)")
 	fl.StringVar(&f.tasks, "tasks", "", "wait only for the tasks in this output of producer enqueue ('-' is stdin); not with --queue")
 	fl.DurationVar(&f.poll, "poll", queue.DefaultPoll, "how often to look")

@@ -59,7 +59,7 @@ per symbol, plus knobs for tests and demos. A request may add ?delay=3s
 (or ?delay=3, seconds) to be answered late. GET /stats answers the request
 counters as JSON: by status, per tenth of a second, and the busiest second.
 
-Environment: QUOTE_API_KEY (default for --api-key), LOG_LEVEL, LOG_FORMAT.`,
+` + tqconfig.EnvHelp(tqconfig.QuoteserverEnv),
 		Args: func(_ *cobra.Command, args []string) error {
 			if len(args) > 0 {
 				return cli.Usage(fmt.Errorf("unexpected argument %q", args[0]))
@@ -77,9 +77,10 @@ Environment: QUOTE_API_KEY (default for --api-key), LOG_LEVEL, LOG_FORMAT.`,
 	f.StringVar(&cfg.addr, "addr", "127.0.0.1:8000", "listen address (port 0 picks a free port)")
 	f.DurationVar(&cfg.latency, "latency", 0, "fixed latency added to every request")
 	f.Float64Var(&cfg.errorRate, "error-rate", 0, "fraction of requests answered 500, from 0 to 1")
-	f.Float64Var(&cfg.rps, "rps", 0, "requests per second before answering 429 (0 = unlimited)")
+	f.Float64Var(&cfg.rps, "rps", 0, "requests per second before answering 429 (default 0: unlimited)")
 	f.StringVar(&cfg.unknown, "unknown", quotesim.DefaultUnknown, "comma-separated symbols answered as unknown (c=0, t=0)")
-	f.StringVar(&cfg.apiKey, "api-key", "", "required X-Finnhub-Token value (default $QUOTE_API_KEY; empty = no auth)")
+	f.StringVar(&cfg.apiKey, "api-key", "", "required X-Finnhub-Token value; empty = no auth")
+	tqconfig.FlagFromEnv(f, "api-key", tqconfig.EnvQuoteAPIKey)
 	f.Uint64Var(&cfg.seed, "seed", 0, "seed of the random source behind --error-rate")
 	f.StringVar(&cfg.script, "script", "", "answers for the first requests, STATUS[:RETRY_AFTER_SECONDS][*COUNT],...: e.g. 500,429:1 or 200*100,429:5")
 	cmd.SetOut(stdout)

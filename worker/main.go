@@ -51,9 +51,7 @@ func rootCmd() *cobra.Command {
 On a signal it stops fetching, lets in-flight jobs finish (bounded by
 --shutdown-timeout) and exits 0.
 
-Environment: REDIS_URL, DATABASE_URL, DB_ROLE, QUOTE_API_URL, QUOTE_API_KEY,
-WORKER_CONCURRENCY, WORKER_QUEUES, ADMIN_ADDR, QUOTE_RATE_LIMIT, LOG_LEVEL,
-LOG_FORMAT, WORKER_CONNECT_TIMEOUT.
+` + config.EnvHelp(config.WorkerEnv) + `
 
 Tracing: off by default; the standard OpenTelemetry variables switch it on
 and configure it (OTEL_EXPORTER_OTLP_ENDPOINT, OTEL_SERVICE_NAME,
@@ -66,8 +64,9 @@ when time runs out and 0 on a signal while waiting.`,
 		Args: cobra.NoArgs,
 	}
 	cfg := config.BindWorker(cmd.Flags())
-	connectTimeout := cmd.Flags().String("connect-timeout", cli.Env(envConnectTimeout, defaultConnectTimeout),
-		"how long to retry the first connections to Postgres and Redis, e.g. 60s; 0 tries once ("+envConnectTimeout+")")
+	connectTimeout := cmd.Flags().String("connect-timeout", cli.Env(config.EnvWorkerConnectTimeout, config.DefaultConnectTimeout),
+		"how long to retry the first connections to Postgres and Redis, e.g. 60s; 0 tries once")
+	config.FlagFromEnv(cmd.Flags(), "connect-timeout", config.EnvWorkerConnectTimeout)
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error { return run(cmd.Context(), cfg, *connectTimeout) }
 	cmd.AddCommand(migrateCmd())
 	return cmd
@@ -82,7 +81,7 @@ func migrateCmd() *cobra.Command {
 with only the privileges the writes need, and makes the login user a member.
 It is idempotent and safe to run from several hosts at once.
 
-Environment: DATABASE_URL, DB_ROLE, LOG_LEVEL, LOG_FORMAT.`,
+` + config.EnvHelp(config.MigrateEnv),
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			log, err := config.Logger(os.Stderr)
@@ -110,15 +109,9 @@ Environment: DATABASE_URL, DB_ROLE, LOG_LEVEL, LOG_FORMAT.`,
 			return nil
 		},
 	}
-	cmd.Flags().StringVar(&member, "grant-to", "", "login user to make a member of DB_ROLE (default: the migrating user)")
+	cmd.Flags().StringVar(&member, "grant-to", "", "login user to make a member of DB_ROLE (default the migrating user)")
 	return cmd
 }
-
-// The default of --connect-timeout and the variable that sets it.
-const (
-	envConnectTimeout     = config.EnvWorkerConnectTimeout
-	defaultConnectTimeout = "60s"
-)
 
 // parseConnectTimeout reads --connect-timeout: a Go duration, 0 or more.
 func parseConnectTimeout(s string) (time.Duration, error) {
@@ -154,12 +147,15 @@ func run(ctx context.Context, cfg *config.Worker, connectTimeoutFlag string) err
 	// Spans are flushed last, after the pool has closed, so that the last
 	// batches' spans go out; bounded so that a dead collector cannot hold
 	// up the exit.
-	stopTracing, err := tracing.Start(ctx, os.Getenv, "tickerq-worker", log)
+	stopTracing, err := tracing.Start(ctx, os.Getenv, tracing.Options{Service: "tickerq-worker", Log: log})
 	if err != nil {
 		return cli.Usage(err)
 	}
 	defer stopTracing()
-	redis.SetLogger(logging.Redis{L: log, Level: zerolog.WarnLevel})
+	// go-redis says each failed dial, several a second while Redis is
+	// away: at debug, since the start-up's attempt lines and then the
+	// running worker's watch (broker.Watch) say it once.
+	redis.SetLogger(logging.Redis{L: log, Level: zerolog.DebugLevel})
 	// Libraries that use the standard logger (asynq's metrics collector)
 	// log through zerolog too.
 	stdlog.SetFlags(0)
@@ -291,11 +287,22 @@ func run(ctx context.Context, cfg *config.Worker, connectTimeoutFlag string) err
 		{Name: "postgres", Fn: db.Ping},
 	}, m.Handler()))
 
+	// One line when Redis stops answering and one when it is back; asynq's
+	// errors in between, several a second, go to debug.
+	outage := &logging.Outage{}
+	watchCtx, stopWatch := context.WithCancel(ctx)
+	watched := make(chan struct{})
+	go func() {
+		defer close(watched)
+		broker.Watch(watchCtx, rdb, broker.WatchInterval, outage, log)
+	}()
+	defer func() { stopWatch(); <-watched }()
+
 	asynqCfg := config.AsynqServer(cfg.Concurrency, cfg.Queues, cfg.ShutdownTimeout)
 	// The job line says when a task is archived or dropped: asynq's own
 	// warning about it is left out (logging.Reported), its others kept.
 	reported := &logging.Reported{}
-	asynqCfg.Logger = logging.Asynq{L: log.With().Str("component", "asynq").Logger(), Reported: reported}
+	asynqCfg.Logger = logging.Asynq{L: log.With().Str("component", "asynq").Logger(), Reported: reported, Outage: outage}
 	asynqCfg.LogLevel = logging.AsynqLevel(log.GetLevel())
 	srv := asynq.NewServer(cfg.Redis, asynqCfg)
 	mux := asynq.NewServeMux()

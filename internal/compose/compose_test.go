@@ -7,7 +7,6 @@ import (
 	"net"
 	"net/url"
 	"os"
-	"os/exec"
 	"path"
 	"path/filepath"
 	"regexp"
@@ -628,26 +627,7 @@ func TestCheckCatches(t *testing.T) {
 // internal/config says it reads.
 func TestProgramsMatchTheirHelp(t *testing.T) {
 	t.Parallel()
-	if testing.Short() {
-		t.Skip("builds the programs")
-	}
-	bin, err := testenv.BuildPrograms()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = os.RemoveAll(bin) })
-	help := func(t *testing.T, key string) string {
-		t.Helper()
-		args := append(strings.Fields(key)[1:], "--help")
-		cmd := exec.Command(filepath.Join(bin, strings.Fields(key)[0]), args...)
-		// A clean environment, so that --help shows the built-in defaults.
-		cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME")}
-		out, err := cmd.CombinedOutput()
-		if err != nil {
-			t.Fatalf("%s --help: %v\n%s", key, err, out)
-		}
-		return string(out)
-	}
+	help := testenv.HelpPrograms(t)
 	envWord := regexp.MustCompile(`\b[A-Z][A-Z0-9]*_[A-Z0-9_]*[A-Z0-9]\b`)
 	envParagraph := regexp.MustCompile(`(?s)Environment:.*?(?:\n\n|$)`)
 
@@ -666,7 +646,7 @@ func TestProgramsMatchTheirHelp(t *testing.T) {
 					t.Errorf("%s has no flag --%s", key, name)
 				case m[1] != typ:
 					t.Errorf("%s --%s is of type %q, the table says %q", key, name, m[1], typ)
-				case prog.listen != nil && name == prog.listen.flag && !strings.Contains(m[0], fmt.Sprintf("(default %q)", prog.listen.def)):
+				case prog.listen != nil && name == prog.listen.flag && !strings.Contains(m[0], listenDefault(prog.listen)):
 					t.Errorf("%s --%s: the table's default %q is not the program's: %s", key, name, prog.listen.def, m[0])
 				}
 			}
@@ -681,6 +661,16 @@ func TestProgramsMatchTheirHelp(t *testing.T) {
 			}
 		})
 	}
+}
+
+// listenDefault is how --help shows the default of l's flag: pflag's
+// "(default "ADDR")", or config.FlagFromEnv's "(default ADDR, from VAR)"
+// when a variable sets it.
+func listenDefault(l *listen) string {
+	if l.env != "" {
+		return fmt.Sprintf("(default %s, from %s)", l.def, l.env)
+	}
+	return fmt.Sprintf("(default %q)", l.def)
 }
 
 // TestDockerfile checks the image builds every program the compose file

@@ -40,6 +40,9 @@ const (
 	DefaultUIAddr          = "127.0.0.1:8080"
 	DefaultLogLevel        = "info"
 	DefaultLogFormat       = "json"
+	// DefaultConnectTimeout is how long a starting worker retries its first
+	// connections, as --connect-timeout reads it.
+	DefaultConnectTimeout = "60s"
 )
 
 // AsynqServer is the worker's asynq server configuration, without a
@@ -133,12 +136,16 @@ func BindWorker(fs *pflag.FlagSet) *Worker {
 		LogFormat:   cli.Env(EnvLogFormat, DefaultLogFormat),
 		AdminAddr:   envAllowEmpty(EnvAdminAddr, DefaultAdminAddr),
 	}
-	fs.StringVar(&w.concurrency, "concurrency", cli.Env(EnvWorkerConcurrency, strconv.Itoa(DefaultConcurrency)), "jobs in flight in this process ("+EnvWorkerConcurrency+")")
-	fs.StringVar(&w.queues, "queues", cli.Env(EnvWorkerQueues, DefaultQueues), "queues and their weights, name=weight,... ("+EnvWorkerQueues+")")
+	fs.StringVar(&w.concurrency, "concurrency", cli.Env(EnvWorkerConcurrency, strconv.Itoa(DefaultConcurrency)), "jobs in flight in this process")
+	FlagFromEnv(fs, "concurrency", EnvWorkerConcurrency)
+	fs.StringVar(&w.queues, "queues", cli.Env(EnvWorkerQueues, DefaultQueues), "queues and their weights, name=weight,...")
+	FlagFromEnv(fs, "queues", EnvWorkerQueues)
 	fs.DurationVar(&w.ShutdownTimeout, "shutdown-timeout", DefaultShutdownTimeout, "on SIGTERM/SIGINT, how long in-flight jobs may run before they are handed back to the queue")
-	fs.StringVar(&w.AdminAddr, "admin-addr", w.AdminAddr, "address of /healthz, /readyz and /metrics; empty disables them ("+EnvAdminAddr+")")
+	fs.StringVar(&w.AdminAddr, "admin-addr", w.AdminAddr, "address of /healthz, /readyz and /metrics; empty disables them")
+	FlagFromEnv(fs, "admin-addr", EnvAdminAddr)
 	fs.DurationVar(&w.QuoteTimeout, "quote-timeout", DefaultQuoteTimeout, "timeout of one quote API request")
-	fs.StringVar(&w.quoteRateLimit, "quote-rate-limit", cli.Env(EnvQuoteRateLimit, ""), "quote requests allowed across all workers sharing the Redis, API URL and key: N/s, N/m or N/h; empty = no limit ("+EnvQuoteRateLimit+")")
+	fs.StringVar(&w.quoteRateLimit, "quote-rate-limit", cli.Env(EnvQuoteRateLimit, ""), "quote requests allowed across all workers sharing the Redis, API URL and key: N/s, N/m or N/h; empty = no limit")
+	FlagFromEnv(fs, "quote-rate-limit", EnvQuoteRateLimit)
 	fs.BoolVar(&w.BenchOneTxPerJob, benchOneTxPerJobFlag, false, "benchmark only: write each job in a transaction of its own on a pool of concurrency+2 connections, not through the committer")
 	_ = fs.MarkHidden(benchOneTxPerJobFlag)
 	fs.BoolVar(&w.Profiling, "pprof", false, "serve Go's profiler under /debug/pprof/ on the admin address")

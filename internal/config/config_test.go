@@ -2,6 +2,8 @@ package config
 
 import (
 	"errors"
+	"os"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -108,6 +110,55 @@ func TestWorkerQuoteRateLimit(t *testing.T) {
 			}
 		case err != nil || w.QuoteRateLimit.String() != tc.want:
 			t.Errorf("QUOTE_RATE_LIMIT=%q --quote-rate-limit=%q: %q, %v; want %q", tc.env, tc.flag, w.QuoteRateLimit, err, tc.want)
+		}
+	}
+}
+
+// TestVarsAreTheWorkersDefaults holds the defaults --help shows (Vars) to
+// what the worker uses when none of its variables is set.
+func TestVarsAreTheWorkersDefaults(t *testing.T) {
+	for _, name := range WorkerEnv {
+		t.Setenv(name, "") // restored after the test
+		if err := os.Unsetenv(name); err != nil {
+			t.Fatal(err)
+		}
+	}
+	fs := pflag.NewFlagSet("worker", pflag.ContinueOnError)
+	w := BindWorker(fs)
+	if err := fs.Parse(nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Finish(); err != nil {
+		t.Fatal(err)
+	}
+	orWord := func(s, word string) string {
+		if s == "" {
+			return word
+		}
+		return s
+	}
+	got := map[string]string{
+		EnvRedisURL:             w.RedisURL,
+		EnvDatabaseURL:          w.DatabaseURL,
+		EnvDBRole:               w.DBRole,
+		EnvQuoteAPIURL:          w.QuoteAPIURL,
+		EnvQuoteAPIKey:          orWord(string(w.QuoteAPIKey), "empty"),
+		EnvQuoteRateLimit:       orWord(w.QuoteRateLimit.String(), "no limit"),
+		EnvWorkerConcurrency:    strconv.Itoa(w.Concurrency),
+		EnvWorkerQueues:         FormatQueues(w.Queues),
+		EnvAdminAddr:            w.AdminAddr,
+		EnvLogLevel:             w.LogLevel,
+		EnvLogFormat:            w.LogFormat,
+		EnvWorkerConnectTimeout: DefaultConnectTimeout, // read by worker/main.go
+	}
+	for _, name := range WorkerEnv {
+		v, ok := LookupVar(name)
+		if !ok {
+			t.Errorf("%s is not in Vars", name)
+			continue
+		}
+		if g, ok := got[name]; !ok || g != v.Default {
+			t.Errorf("%s: the worker's default is %q, Vars says %q", name, g, v.Default)
 		}
 	}
 }

@@ -24,7 +24,7 @@ const (
 // job, the quote call and the wait for its batch, and the batch spans that
 // commit the rows link back to those traces. No span carries the API key
 // or the database password. With TICKERQ_WRITE_TRACE_PNG=1 it also draws
-// one trace to docs/trace-waterfall.png.
+// one trace to trace-waterfall.png (see writeWaterfall for where).
 func TestTracingEndToEnd(t *testing.T) {
 	t.Parallel()
 	const n = 20

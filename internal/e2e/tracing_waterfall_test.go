@@ -16,23 +16,49 @@ import (
 	"github.com/chromedp/chromedp"
 )
 
-// The picture of one trace in the README, redrawn only on request so that
-// a test run does not rewrite the repository.
+// The picture of one trace in the README (docs/trace-waterfall.png, with
+// the spans drawn in docs/trace-waterfall.json) is redrawn only on request,
+// TICKERQ_WRITE_TRACE_PNG=1, and by default under test-output/trace/ (ignored
+// by git), so that a test run changes no tracked file. TICKERQ_TRACE_PNG_DIR
+// names another directory, relative to the repository root:
+// TICKERQ_TRACE_PNG_DIR=docs replaces the README's picture on purpose.
 const (
-	envWriteTracePNG = "TICKERQ_WRITE_TRACE_PNG"
-	waterfallPNG     = "../../docs/trace-waterfall.png"
-	waterfallJSON    = "../../docs/trace-waterfall.json"
+	envWriteTracePNG   = "TICKERQ_WRITE_TRACE_PNG"
+	envTracePNGDir     = "TICKERQ_TRACE_PNG_DIR"
+	defaultTracePNGDir = "test-output/trace"
+	waterfallPNG       = "trace-waterfall.png"
+	waterfallJSON      = "trace-waterfall.json"
+	// repoRoot is the repository root, relative to this package.
+	repoRoot = "../.."
 )
+
+// waterfallDir is where writeWaterfall writes: TICKERQ_TRACE_PNG_DIR, else
+// test-output/trace, a relative one under the repository root.
+func waterfallDir() string {
+	dir := os.Getenv(envTracePNGDir)
+	if dir == "" {
+		dir = defaultTracePNGDir
+	}
+	if !filepath.IsAbs(dir) {
+		dir = filepath.Join(repoRoot, dir)
+	}
+	return dir
+}
 
 // writeWaterfall draws one task's trace (the enqueue span and everything
 // below it) and the batch span linked to it with its SQL spans, on one
-// time axis, as docs/trace-waterfall.png, with the spans drawn in
-// docs/trace-waterfall.json, when TICKERQ_WRITE_TRACE_PNG=1.
+// time axis, as trace-waterfall.png, with the spans drawn in
+// trace-waterfall.json, in waterfallDir, when TICKERQ_WRITE_TRACE_PNG=1.
 func writeWaterfall(t *testing.T, spans []*span, chains map[string]*chain) {
 	t.Helper()
 	if os.Getenv(envWriteTracePNG) != "1" {
 		return
 	}
+	dir := waterfallDir()
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	pngPath, jsonPath := filepath.Join(dir, waterfallPNG), filepath.Join(dir, waterfallJSON)
 	// The trace whose batch carried the most rows shows the sharing best;
 	// ties go to the lowest trace id, so the choice is stable.
 	var pick *chain
@@ -130,7 +156,7 @@ h1{font-size:16px;margin:0 0 4px}
 		t.Fatal(err)
 	}
 	png := screenshotPage(t, "file://"+page)
-	if err := os.WriteFile(waterfallPNG, png, 0o644); err != nil {
+	if err := os.WriteFile(pngPath, png, 0o644); err != nil {
 		t.Fatal(err)
 	}
 	drawn := make([]*span, len(rows))
@@ -141,10 +167,10 @@ h1{font-size:16px;margin:0 0 4px}
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(waterfallJSON, append(js, '\n'), 0o644); err != nil {
+	if err := os.WriteFile(jsonPath, append(js, '\n'), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	t.Logf("wrote %s (%d bytes) and %s: trace %s, %d spans, %s", waterfallPNG, len(png), waterfallJSON, pick.enqueue.Trace, len(rows), total)
+	t.Logf("wrote %s (%d bytes) and %s: trace %s, %d spans, %s", pngPath, len(png), jsonPath, pick.enqueue.Trace, len(rows), total)
 }
 
 // screenshotPage renders url in headless Chromium and returns a PNG of the

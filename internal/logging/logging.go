@@ -78,6 +78,10 @@ type Asynq struct {
 	// Reported, if not nil, holds the tasks whose end the worker's job line
 	// has logged: asynq's warning repeating it is left out (see Reported).
 	Reported *Reported
+	// Outage, if not nil, says when Redis is known to be down: asynq's
+	// warnings and errors, which then repeat that several times a second,
+	// are logged at debug (see Outage).
+	Outage *Outage
 }
 
 var _ asynq.Logger = Asynq{}
@@ -94,11 +98,21 @@ func (a Asynq) Warn(args ...any) {
 	if a.Reported.repeats(msg) {
 		return
 	}
-	a.L.Warn().Msg(msg)
+	a.L.WithLevel(a.level(zerolog.WarnLevel)).Msg(msg)
 }
 
 // Error implements asynq.Logger.
-func (a Asynq) Error(args ...any) { a.L.Error().Msg(fmt.Sprint(args...)) }
+func (a Asynq) Error(args ...any) {
+	a.L.WithLevel(a.level(zerolog.ErrorLevel)).Msg(fmt.Sprint(args...))
+}
+
+// level is the level of a line asynq logs at l: debug during an outage.
+func (a Asynq) level(l zerolog.Level) zerolog.Level {
+	if a.Outage.mutes() {
+		return zerolog.DebugLevel
+	}
+	return l
+}
 
 // Fatal implements asynq.Logger: like asynq's default logger, it logs and
 // exits with status 1.

@@ -22,6 +22,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -109,14 +110,33 @@ func Check(getenv func(string) string) error {
 	return nil
 }
 
+// Options say how a program traces.
+type Options struct {
+	// Service names the service unless OTEL_SERVICE_NAME says otherwise.
+	Service string
+	// Log gets the line saying tracing is on and, unless AtExit is set,
+	// the lines about spans that could not be exported: the first failure
+	// at once, then at most one line each ReportEvery counting those since
+	// the last, and what is left when the program stops.
+	Log zerolog.Logger
+	// AtExit, if set, gets instead one line when the program stops, if any
+	// export failed: for a short-lived command, whose spans mostly leave
+	// in its last flush.
+	AtExit func(line string)
+}
+
+// ReportEvery is the least time between two lines of a running program
+// about spans it could not export.
+const ReportEvery = time.Minute
+
 // Setup installs the global tracer provider and the W3C trace-context
-// propagator when getenv's environment asks for traces, naming the
-// service defaultService unless OTEL_SERVICE_NAME says otherwise. It
-// returns a shutdown that flushes the spans still buffered; call it last,
-// with a timeout. When tracing is off it installs nothing and shutdown does
-// nothing. Export failures are logged through log, never returned.
-func Setup(ctx context.Context, getenv func(string) string, defaultService string, log zerolog.Logger) (shutdown func(context.Context) error, err error) {
-	noop := func(context.Context) error { return nil }
+// propagator when getenv's environment asks for traces. It returns a
+// shutdown that flushes the spans still buffered and reports what could
+// not be exported (Options); call it last, with a timeout. When tracing is
+// off it installs nothing and shutdown does nothing. Export failures are
+// reported, never returned.
+func Setup(ctx context.Context, getenv func(string) string, opt Options) (shutdown func(context.Context), err error) {
+	noop := func(context.Context) {}
 	if err := Check(getenv); err != nil {
 		return noop, err
 	}
@@ -129,7 +149,7 @@ func Setup(ctx context.Context, getenv func(string) string, defaultService strin
 	}
 	// Later options win: the default name, then what the environment says.
 	res, err := resource.New(ctx,
-		resource.WithAttributes(semconv.ServiceName(defaultService)),
+		resource.WithAttributes(semconv.ServiceName(opt.Service)),
 		resource.WithTelemetrySDK(),
 		resource.WithFromEnv(),
 	)
@@ -139,12 +159,105 @@ func Setup(ctx context.Context, getenv func(string) string, defaultService strin
 	tp := sdktrace.NewTracerProvider(sdktrace.WithBatcher(exp), sdktrace.WithResource(res))
 	otel.SetTracerProvider(tp)
 	otel.SetTextMapPropagator(propagation.NewCompositeTextMapPropagator(propagation.TraceContext{}, propagation.Baggage{}))
-	otel.SetErrorHandler(otel.ErrorHandlerFunc(func(err error) {
-		log.Warn().Str("error", err.Error()).Msg("tracing: could not export spans")
-	}))
-	log.Info().Str("service", serviceName(getenv, defaultService)).Str("endpoint", endpoint(getenv)).
+	// The SDK hands every failed export (a batch of spans) to the global
+	// error handler, and otherwise drops it.
+	report := &exportReport{endpoint: endpoint(getenv), every: ReportEvery, log: opt.Log, atExit: opt.AtExit}
+	otel.SetErrorHandler(report)
+	opt.Log.Info().Str("service", serviceName(getenv, opt.Service)).Str("endpoint", report.endpoint).
 		Msg("tracing: on, exporting spans over OTLP/HTTP")
-	return tp.Shutdown, nil
+	return func(ctx context.Context) {
+		if err := tp.Shutdown(ctx); err != nil {
+			report.Handle(fmt.Errorf("last flush: %w", err))
+		}
+		report.stop()
+	}, nil
+}
+
+// exportReport is the OpenTelemetry error handler: it counts the exports
+// that failed and says so (Options), with the endpoint without credentials
+// and the last error. Its methods are safe for concurrent use.
+type exportReport struct {
+	endpoint string
+	every    time.Duration
+	log      zerolog.Logger
+	atExit   func(string)
+
+	mu       sync.Mutex
+	failed   int         // failures not reported yet
+	last     error       // the last of them
+	lastLine time.Time   // when a line was last written; zero before the first
+	timer    *time.Timer // armed while failures wait for the next line
+	stopped  bool
+}
+
+// Handle implements otel.ErrorHandler.
+func (r *exportReport) Handle(err error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.failed++
+	r.last = err
+	switch {
+	case r.atExit != nil || r.stopped:
+		// Said at stop (or already stopped: nothing runs after it).
+	case r.lastLine.IsZero() || time.Since(r.lastLine) >= r.every:
+		r.reportLocked()
+	case r.timer == nil:
+		r.timer = time.AfterFunc(time.Until(r.lastLine.Add(r.every)), r.onTimer)
+	}
+}
+
+// onTimer says what failed since the last line, when no failure came to
+// say it after ReportEvery.
+func (r *exportReport) onTimer() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.timer = nil
+	if !r.stopped && r.failed > 0 {
+		r.reportLocked()
+	}
+}
+
+// stop says what failed and was not said yet; later failures are not.
+func (r *exportReport) stop() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.stopped = true
+	if r.timer != nil {
+		r.timer.Stop()
+		r.timer = nil
+	}
+	if r.failed == 0 {
+		return
+	}
+	if r.atExit != nil {
+		r.atExit(r.line())
+		r.failed = 0
+		return
+	}
+	r.reportLocked()
+}
+
+// line says in words what failed since the last line.
+func (r *exportReport) line() string {
+	if r.failed == 1 {
+		return fmt.Sprintf("tracing: could not export spans to %s: %v", r.endpoint, r.last)
+	}
+	return fmt.Sprintf("tracing: %d exports of spans to %s failed, the last: %v", r.failed, r.endpoint, r.last)
+}
+
+// reportLocked logs what failed since the last line; r.mu is held.
+func (r *exportReport) reportLocked() {
+	ev := r.log.Warn().Int("failed_exports", r.failed).Str("endpoint", r.endpoint).Str("error", r.last.Error())
+	if r.lastLine.IsZero() {
+		ev.Msg("tracing: could not export spans (while exports fail, one line a minute at most counts them)")
+	} else {
+		exports := "exports"
+		if r.failed == 1 {
+			exports = "export"
+		}
+		ev.Msgf("tracing: %d %s of spans failed since the last line", r.failed, exports)
+	}
+	r.failed, r.lastLine = 0, time.Now()
 }
 
 // endpoint is where spans go, as the exporter reads it, for the start-up
@@ -170,20 +283,18 @@ const FlushTimeout = 5 * time.Second
 
 // Start is Setup for a program's main: stop flushes the spans still
 // buffered within FlushTimeout, even after ctx has ended (the spans of a
-// run cut by SIGTERM are still worth sending), and logs a failure. Defer
-// stop at once: a short-lived command that exits without it loses its
-// spans.
-func Start(ctx context.Context, getenv func(string) string, defaultService string, log zerolog.Logger) (stop func(), err error) {
-	shutdown, err := Setup(ctx, getenv, defaultService, log)
+// run cut by SIGTERM are still worth sending), and reports what could not
+// be exported. Defer stop at once: a short-lived command that exits
+// without it loses its spans.
+func Start(ctx context.Context, getenv func(string) string, opt Options) (stop func(), err error) {
+	shutdown, err := Setup(ctx, getenv, opt)
 	if err != nil {
 		return func() {}, err
 	}
 	return func() {
 		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), FlushTimeout)
 		defer cancel()
-		if err := shutdown(fctx); err != nil {
-			log.Warn().Err(err).Msg("tracing: could not flush the last spans")
-		}
+		shutdown(fctx)
 	}, nil
 }
 

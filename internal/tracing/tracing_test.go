@@ -82,7 +82,7 @@ func TestCheck(t *testing.T) {
 // Off means off: Setup installs nothing, so spans are not recorded and no
 // trace context is carried.
 func TestSetupOff(t *testing.T) {
-	shutdown, err := Setup(context.Background(), env(nil), "test", zerolog.Nop())
+	shutdown, err := Setup(context.Background(), env(nil), Options{Service: "test", Log: zerolog.Nop()})
 	if err != nil {
 		t.Fatal(err)
 	}
