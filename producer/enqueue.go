@@ -110,7 +110,7 @@ when stderr is a terminal, shows the progress of a --file enqueue.`,
 	fl.DurationVar(&f.in, "in", 0, "process after this delay, e.g. 90s (not with --at)")
 	fl.StringVar(&f.at, "at", "", "process at this RFC 3339 time, e.g. 2030-01-02T15:04:05Z; not more than "+clockSkew.String()+" in the past, for clock skew (not with --in)")
 	fl.DurationVar(&f.unique, "unique", 0, "skip a symbol that already has a task in the queue; the lock lasts this long (at least 1s)")
-	fl.IntVar(&f.maxRetry, "max-retry", 0, "retries before a failing job is archived (default from the task: 10)")
+	fl.IntVar(&f.maxRetry, "max-retry", 0, "retries before a failing job is archived; 0 archives it at its first failure (a rate limit is no failure) (default from the task: 10)")
 	fl.DurationVar(&f.timeout, "timeout", 0, "time limit of one attempt, at least 1s (default from the task: 30s)")
 	fl.StringVar(&f.file, "file", "", "read symbols from this file, one a line ('-' is stdin); combined with arguments")
 	fl.BoolVar(&f.json, "json", false, "print one JSON object per task")
@@ -327,11 +327,8 @@ func (f *enqueueFlags) options(cmd *cobra.Command, now time.Time) ([]asynq.Optio
 		opts = append(opts, asynq.Unique(f.unique))
 	}
 	if changed("max-retry") {
-		// asynq archives a task whose retries are used up before asking
-		// whether the error counts as a failure: with 0, a rate-limited job
-		// would be archived instead of retried after Retry-After.
 		if f.maxRetry < tasks.MinMaxRetry {
-			return nil, runAt, cli.Usagef("--max-retry %d: want at least %d, so a rate-limited (429) job can be retried", f.maxRetry, tasks.MinMaxRetry)
+			return nil, runAt, cli.Usagef("--max-retry %d: want %d (no retries) or more", f.maxRetry, tasks.MinMaxRetry)
 		}
 		opts = append(opts, asynq.MaxRetry(f.maxRetry))
 	}

@@ -226,6 +226,17 @@ func TestEnqueueUnique(t *testing.T) {
 	}
 }
 
+// TestEnqueueNoRetries: --max-retry 0 is taken and rides with the task.
+func TestEnqueueNoRetries(t *testing.T) {
+	t.Parallel()
+	url := testenv.RedisURL(t)
+	mustRun(t, url, "", "enqueue", "--max-retry", "0", "GOOG")
+	out := mustRun(t, url, "", "tasks", "list", "--state", "pending", "--json")
+	if !strings.Contains(out, `"symbol":"GOOG"`) || !strings.Contains(out, `"max_retry":0`) {
+		t.Errorf("tasks list --json = %q, want GOOG with max_retry 0", out)
+	}
+}
+
 func TestUsageErrors(t *testing.T) {
 	t.Parallel()
 	url := testenv.RedisURL(t)
@@ -242,7 +253,6 @@ func TestUsageErrors(t *testing.T) {
 		{"bad at", "", []string{"enqueue", "--at", "tomorrow", "GOOG"}, "--at"},
 		{"unique under 1s", "", []string{"enqueue", "--unique", "500ms", "GOOG"}, "--unique"},
 		{"negative max retry", "", []string{"enqueue", "--max-retry", "-1", "GOOG"}, "--max-retry"},
-		{"zero max retry", "", []string{"enqueue", "--max-retry", "0", "GOOG"}, "--max-retry"},
 		{"timeout zero", "", []string{"enqueue", "--timeout", "0s", "GOOG"}, "--timeout"},
 		{"empty queue", "", []string{"enqueue", "--queue", "", "GOOG"}, "--queue"},
 		{"queue with space", "", []string{"enqueue", "--queue", "a b", "GOOG"}, "--queue"},
