@@ -27,12 +27,14 @@ import (
 const maxFailureLines = 10
 
 // Bounds of what enqueue writes on stderr, so that no line grows with the
-// input: the error text of one symbol, a shown symbol, and how many symbols
-// the closing line names.
+// input: the error text of one symbol, a shown symbol, how many invalid
+// symbols one line names, and how many the closing line names when there
+// are more.
 const (
-	maxErrText      = 200
-	maxSymbolText   = 40
-	maxNamedInError = 10
+	maxErrText         = 200
+	maxSymbolText      = 40
+	maxNamedInError    = 10
+	namedInClosingLine = 3
 )
 
 // clockSkew is how far in the past --at may be and still be taken (to run
@@ -246,7 +248,8 @@ func (f *enqueueFlags) notEnqueued(failed, unknown, total int) error {
 
 // invalidSymbols reports Validate's error: as one line naming each bad
 // symbol when there are few, else one line per bad symbol and a closing
-// line of bounded length that names the first few and counts them all.
+// line of bounded length that names the first few, counts them all and
+// states the rule.
 func invalidSymbols(errOut io.Writer, err error) error {
 	var inv *queue.InvalidSymbolsError
 	if !errors.As(err, &inv) || len(inv.Symbols) <= maxNamedInError {
@@ -254,17 +257,17 @@ func invalidSymbols(errOut io.Writer, err error) error {
 	}
 	w := bufio.NewWriter(errOut)
 	for _, s := range inv.Symbols {
-		fmt.Fprintf(w, "producer: invalid symbol: %s\n", shortSymbol(s))
+		fmt.Fprintf(w, "producer: invalid symbol %s\n", shortSymbol(s))
 	}
 	if err := w.Flush(); err != nil {
 		return fmt.Errorf("write stderr: %w", err)
 	}
-	names := make([]string, maxNamedInError)
+	names := make([]string, namedInClosingLine)
 	for i := range names {
 		names[i] = shortSymbol(inv.Symbols[i])
 	}
-	return cli.Usagef("%d invalid symbols, each named above (%s, ...); nothing enqueued: %w",
-		len(inv.Symbols), strings.Join(names, ", "), tasks.ErrInvalidSymbol)
+	return cli.Usagef("%d invalid symbols, each named above (%s, ...): %s; nothing enqueued: %w",
+		len(inv.Symbols), strings.Join(names, ", "), tasks.SymbolRule, tasks.ErrInvalidSymbol)
 }
 
 // shortSymbol shows s quoted, cut to maxSymbolText bytes with its length.

@@ -12,6 +12,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/tickerq/tickerq/internal/testenv"
+	"github.com/tickerq/tickerq/tasks"
 )
 
 func TestEnqueueManyInvalidSymbols(t *testing.T) {
@@ -37,12 +38,12 @@ func TestEnqueueManyInvalidSymbols(t *testing.T) {
 		}
 	}
 	for _, want := range []string{`"BAD$0"` + "\n", `"BAD$4999"` + "\n", `"` + strings.Repeat("X", 40) + `"... (1001 bytes)` + "\n"} {
-		if !strings.Contains(r.stderr, "\nproducer: invalid symbol: "+want) && !strings.HasPrefix(r.stderr, "producer: invalid symbol: "+want) {
+		if !strings.Contains(r.stderr, "\nproducer: invalid symbol "+want) && !strings.HasPrefix(r.stderr, "producer: invalid symbol "+want) {
 			t.Errorf("stderr does not name %q on a line of its own", want)
 		}
 	}
-	if last := lines[len(lines)-1]; !strings.Contains(last, fmt.Sprintf("%d invalid symbols", n+1)) || !strings.Contains(last, "nothing enqueued") {
-		t.Errorf("closing line %q, want the count and that nothing was enqueued", last)
+	if last := lines[len(lines)-1]; !strings.Contains(last, fmt.Sprintf("%d invalid symbols", n+1)) || !strings.Contains(last, "nothing enqueued") || !strings.Contains(last, tasks.SymbolRule) {
+		t.Errorf("closing line %q, want the count, the rule and that nothing was enqueued", last)
 	}
 	wantNothingEnqueued(t, redisURL)
 }

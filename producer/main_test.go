@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/tickerq/tickerq/internal/testenv"
+	"github.com/tickerq/tickerq/tasks"
 )
 
 // binary is the producer built once for all tests.
@@ -125,7 +126,7 @@ func TestEnqueueInvalidSymbolsEnqueuesNothing(t *testing.T) {
 	if r.code != 2 {
 		t.Errorf("exit %d, want 2", r.code)
 	}
-	wantStderrLine(t, r, "BAD$")
+	wantStderrLine(t, r, `invalid symbol "BAD$": `+tasks.SymbolRule)
 	if strings.Contains(r.stderr, "GOOG") || r.stdout != "" {
 		t.Errorf("stdout %q, stderr %q: want only BAD$ named, nothing printed", r.stdout, r.stderr)
 	}
@@ -134,7 +135,13 @@ func TestEnqueueInvalidSymbolsEnqueuesNothing(t *testing.T) {
 	if r.code != 2 {
 		t.Errorf("exit %d, want 2", r.code)
 	}
-	wantStderrLine(t, r, "invalid symbols: 1BAD!, BAD$, x y")
+	wantStderrLine(t, r, `invalid symbols "1BAD!", "BAD$", "x y": `+tasks.SymbolRule)
+
+	r = run(t, url, "", "enqueue", "AA PL")
+	if r.code != 2 {
+		t.Errorf("exit %d, want 2", r.code)
+	}
+	wantStderrLine(t, r, `invalid symbol "AA PL": want 1-15 characters of A-Z, 0-9, '.' and '-'`)
 	wantNothingEnqueued(t, url)
 }
 
