@@ -350,15 +350,11 @@ func (f *enqueueFlags) readSymbols(cmd *cobra.Command, args []string) ([]string,
 	if !cmd.Flags().Changed("file") {
 		return args, nil
 	}
-	var r io.Reader = cmd.InOrStdin()
-	if f.file != "-" {
-		file, err := os.Open(f.file)
-		if err != nil {
-			return nil, cli.Usagef("--file: %w", err)
-		}
-		defer file.Close()
-		r = file
+	r, err := openInput(cmd, "file", f.file)
+	if err != nil {
+		return nil, err
 	}
+	defer r.Close()
 	fromFile, err := queue.ReadSymbols(r)
 	if errors.Is(err, queue.ErrLineTooLong) {
 		return nil, cli.Usagef("--file %s: %w", f.file, err)

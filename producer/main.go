@@ -9,7 +9,10 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io"
+	"io/fs"
 	"os"
 	"os/signal"
 	"strings"
@@ -105,6 +108,28 @@ func checkQueueArg(what, name string) error {
 		return cli.Usagef("%s %q: want a non-empty name without whitespace", what, name)
 	}
 	return nil
+}
+
+// openInput opens the file that flag names ('-' is stdin). A file that
+// cannot be opened, or a directory, is invalid input (exit 2), named in one
+// line.
+func openInput(cmd *cobra.Command, flag, name string) (io.ReadCloser, error) {
+	if name == "-" {
+		return io.NopCloser(cmd.InOrStdin()), nil
+	}
+	file, err := os.Open(name)
+	if err != nil {
+		var pathErr *fs.PathError
+		if errors.As(err, &pathErr) {
+			err = pathErr.Err // the path is named once, below
+		}
+		return nil, cli.Usagef("--%s %s: %w", flag, name, err)
+	}
+	if info, err := file.Stat(); err == nil && info.IsDir() {
+		file.Close()
+		return nil, cli.Usagef("--%s %s: is a directory; want a file", flag, name)
+	}
+	return file, nil
 }
 
 // interrupted rewords the error of work cut short by SIGINT or SIGTERM.

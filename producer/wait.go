@@ -4,8 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
-	"os"
 	"time"
 
 	"github.com/hibiken/asynq"
@@ -110,15 +108,11 @@ func runWait(cmd *cobra.Command, g *globals, f *waitFlags) error {
 
 // readTaskList reads the --tasks file ('-': stdin).
 func readTaskList(cmd *cobra.Command, name string) ([]queue.TaskRef, error) {
-	var r io.Reader = cmd.InOrStdin()
-	if name != "-" {
-		file, err := os.Open(name)
-		if err != nil {
-			return nil, cli.Usagef("--tasks: %w", err)
-		}
-		defer file.Close()
-		r = file
+	r, err := openInput(cmd, "tasks", name)
+	if err != nil {
+		return nil, err
 	}
+	defer r.Close()
 	refs, err := queue.ReadTaskList(r)
 	if errors.Is(err, queue.ErrBadTaskList) {
 		return nil, cli.Usagef("--tasks %s: %w", name, err)
