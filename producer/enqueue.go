@@ -142,15 +142,6 @@ func runEnqueue(cmd *cobra.Command, g *globals, f *enqueueFlags, args []string) 
 	if err != nil {
 		return invalidSymbols(errOut, err)
 	}
-	var failedOut *os.File
-	if f.failedFile != "" {
-		// Created now, so a bad path is found before anything is enqueued.
-		failedOut, err = os.Create(f.failedFile)
-		if err != nil {
-			return cli.Usagef("--failed-file: %w", err)
-		}
-		defer failedOut.Close()
-	}
 	e, err := g.load(cmd)
 	if err != nil {
 		return err
@@ -160,7 +151,6 @@ func runEnqueue(cmd *cobra.Command, g *globals, f *enqueueFlags, args []string) 
 		return err
 	}
 	defer stopTracing()
-
 	rc, err := queue.NewRedisClient(e.redis)
 	if err != nil {
 		return cli.Usage(err)
@@ -168,24 +158,28 @@ func runEnqueue(cmd *cobra.Command, g *globals, f *enqueueFlags, args []string) 
 	defer rc.Close()
 	client := asynq.NewClientFromRedisClient(rc) // closes nothing of rc
 	defer client.Close()
-	if err := client.Ping(); err != nil {
-		return fmt.Errorf("connect to redis: %w", err)
+	var failedOut *os.File
+	if f.failedFile != "" {
+		// Created before the first call to Redis, so a bad path is found
+		// before anything is enqueued. From here on, every symbol not
+		// enqueued ends in it, whatever stops the enqueue.
+		failedOut, err = os.Create(f.failedFile)
+		if err != nil {
+			return cli.Usagef("--failed-file: %w", err)
+		}
+		defer failedOut.Close()
 	}
 
 	ctx := cmd.Context()
 	start := time.Now()
-	// Progress only for --file: a few symbols on the command line are
-	// done before anyone could read it.
-	line := progress.NewLine(errOut, f.file != "" && progress.IsTerminal(errOut))
-	counter := progress.NewCounter(line, "enqueue", len(symbols))
-	cfg := queue.EnqueueConfig{
-		Options: opts, IDPrefix: f.idPrefix, Each: func(queue.Result) { counter.Add(1) },
+	var results []queue.Result
+	var enqErr error
+	if err := client.Ping(); err != nil {
+		enqErr = err
+		results = queue.NotAttempted(symbols, opts, err)
+	} else {
+		results, enqErr = f.enqueue(ctx, errOut, e, rc, client, symbols, opts)
 	}
-	if queue.FollowsFailover(e.redis) {
-		cfg.Reconnect = func(ctx context.Context) error { return awaitMaster(ctx, errOut, rc) }
-	}
-	results, enqErr := queue.EnqueueAll(ctx, client, symbols, cfg)
-	counter.Finish()
 	var n [queue.Unknown + 1]int
 	for _, r := range results {
 		n[r.Outcome]++
@@ -204,10 +198,32 @@ func runEnqueue(cmd *cobra.Command, g *globals, f *enqueueFlags, args []string) 
 		}
 		warnUnserved(e, errOut, f.queue)
 	}
-	if enqErr != nil {
-		return interrupted(ctx, f.notEnqueued(n[queue.Failed], n[queue.Unknown], len(symbols)))
+	if enqErr == nil {
+		return nil
 	}
-	return nil
+	err = f.notEnqueued(n[queue.Failed], n[queue.Unknown], len(symbols))
+	if u := queue.Unreachable(ctx, e.redis, enqErr); u != nil {
+		err = fmt.Errorf("%w; %w", u, err)
+	}
+	return interrupted(ctx, err)
+}
+
+// enqueue enqueues symbols through client (made over rc), showing the
+// progress of a --file enqueue on a terminal.
+func (f *enqueueFlags) enqueue(ctx context.Context, errOut io.Writer, e env, rc redis.UniversalClient, client *asynq.Client,
+	symbols []string, opts []asynq.Option) ([]queue.Result, error) {
+	// Progress only for --file: a few symbols on the command line are
+	// done before anyone could read it.
+	line := progress.NewLine(errOut, f.file != "" && progress.IsTerminal(errOut))
+	counter := progress.NewCounter(line, "enqueue", len(symbols))
+	defer counter.Finish()
+	cfg := queue.EnqueueConfig{
+		Options: opts, IDPrefix: f.idPrefix, Each: func(queue.Result) { counter.Add(1) },
+	}
+	if queue.FollowsFailover(e.redis) {
+		cfg.Reconnect = func(ctx context.Context) error { return awaitMaster(ctx, errOut, rc) }
+	}
+	return queue.EnqueueAll(ctx, client, symbols, cfg)
 }
 
 // failoverWait bounds how long an enqueue through sentinels waits, after a

@@ -27,6 +27,7 @@ import (
 	"github.com/tickerq/tickerq/internal/cli"
 	"github.com/tickerq/tickerq/internal/config"
 	"github.com/tickerq/tickerq/internal/logging"
+	"github.com/tickerq/tickerq/internal/queue"
 )
 
 func main() {
@@ -36,9 +37,11 @@ func main() {
 	os.Exit(code)
 }
 
-// globals are the persistent flags every subcommand shares.
+// globals are the persistent flags every subcommand shares, and what load
+// made of them.
 type globals struct {
 	redisURL string
+	loaded   *env // set by load, for explain
 }
 
 func rootCmd() *cobra.Command {
@@ -68,13 +71,42 @@ Exit codes: 0 success, 1 runtime failure, 2 bad usage or invalid input.`,
 	cmd.PersistentFlags().StringVar(&g.redisURL, "redis-url", "", "Redis to use; overrides REDIS_URL")
 	cmd.AddCommand(enqueueCmd(&g), statsCmd(&g), waitCmd(&g), uiCmd(&g), sessionsCmd(&g),
 		tasksCmd(&g), pauseCmd(&g), unpauseCmd(&g), scheduleCmd(&g))
+	explainErrors(cmd, &g)
 	return cmd
+}
+
+// explainErrors makes every command under cmd pass its error through
+// g.explain: the one place that words what commands meet in Redis.
+func explainErrors(cmd *cobra.Command, g *globals) {
+	if run := cmd.RunE; run != nil {
+		cmd.RunE = func(c *cobra.Command, args []string) error {
+			return g.explain(c.Context(), run(c, args))
+		}
+	}
+	for _, c := range cmd.Commands() {
+		explainErrors(c, g)
+	}
+}
+
+// explain rewords err, the error of a command that loaded its settings:
+// when Redis could not be reached it becomes one line saying so, whatever
+// the command was doing (queue.Unreachable), and the password of the Redis
+// URL is hidden from any error.
+func (g *globals) explain(ctx context.Context, err error) error {
+	if err == nil || g.loaded == nil {
+		return err
+	}
+	if u := queue.Unreachable(ctx, g.loaded.redis, err); u != nil {
+		err = u
+	}
+	return g.loaded.redact.Error(err)
 }
 
 // env is what a subcommand needs once its flags are checked.
 type env struct {
-	redis asynq.RedisConnOpt
-	log   zerolog.Logger // to stderr; stdout is for data
+	redis  asynq.RedisConnOpt
+	redact *config.Redactor // of the Redis URL's password
+	log    zerolog.Logger   // to stderr; stdout is for data
 }
 
 // load reads the logging settings and the Redis URL (--redis-url, else
@@ -94,7 +126,9 @@ func (g *globals) load(cmd *cobra.Command) (env, error) {
 	}
 	redis.SetLogger(logging.Redis{L: log, Level: zerolog.DebugLevel})
 	log.Debug().Str("redis_url", config.RedactURL(raw)).Msg("producer configured")
-	return env{redis: opt, log: log}, nil
+	e := env{redis: opt, redact: config.NewRedactor("", raw), log: log}
+	g.loaded = &e
+	return e, nil
 }
 
 // checkQueueName rejects names asynq would accept but people would not mean,

@@ -310,14 +310,72 @@ func TestRedisURLFlagOverridesEnv(t *testing.T) {
 	}
 }
 
+// TestRedisDown: every command that talks to Redis says in one line that
+// it cannot be reached, where, and why, without the URL's password; enqueue
+// adds what it did not enqueue.
 func TestRedisDown(t *testing.T) {
 	t.Parallel()
-	for _, args := range [][]string{{"enqueue", "GOOG"}, {"stats"}, {"wait"}} {
-		r := run(t, "redis://127.0.0.1:1/1", "", args...)
-		if r.code != 1 {
-			t.Errorf("%q: exit %d, want 1", args, r.code)
+	const down = "redis://:s3cret@127.0.0.1:1/1"
+	const line = "producer: redis at 127.0.0.1:1 is unreachable: dial tcp 127.0.0.1:1: connect: connection refused"
+	for _, tt := range []struct {
+		stdin string
+		args  []string
+	}{
+		{"", []string{"stats"}},
+		{"", []string{"wait"}},
+		{"x\tGOOG\tdefault\n", []string{"wait", "--tasks", "-", "--timeout", "5s"}},
+		{"", []string{"tasks", "list", "--state", "archived"}},
+		{"", []string{"tasks", "retry", "--all-archived"}},
+		{"", []string{"tasks", "delete", "--state", "archived", "x"}},
+		{"", []string{"tasks", "cancel", "x"}},
+		{"", []string{"pause", "low"}},
+		{"", []string{"unpause", "low"}},
+	} {
+		r := run(t, down, tt.stdin, tt.args...)
+		if r.code != 1 || r.stderr != line+"\n" {
+			t.Errorf("%q: exit %d, stderr %q; want 1 and %q", tt.args, r.code, r.stderr, line)
 		}
-		wantStderrLine(t, r, "connection refused")
+	}
+
+	r := run(t, down, "", "enqueue", "GOOG", "MSFT")
+	if r.code != 1 {
+		t.Errorf("enqueue: exit %d, want 1", r.code)
+	}
+	want := []string{
+		"producer: not enqueued: GOOG: not attempted: dial tcp 127.0.0.1:1: connect: connection refused",
+		"producer: not enqueued: MSFT: not attempted: dial tcp 127.0.0.1:1: connect: connection refused",
+		line + "; 2 of 2 symbols not enqueued",
+	}
+	got := strings.Split(strings.TrimSuffix(r.stderr, "\n"), "\n")
+	if len(got) != len(want) || strings.Contains(r.stderr, "s3cret") {
+		t.Fatalf("enqueue: stderr %q, want %d lines without the password", r.stderr, len(want))
+	}
+	for i := range want {
+		if !strings.HasPrefix(got[i], want[i]) {
+			t.Errorf("enqueue: stderr line %d = %q, want it to start %q", i+1, got[i], want[i])
+		}
+	}
+}
+
+// TestRedisDownFailedFile is the documented re-run after Redis could not
+// be reached at all: every symbol is in --failed-file, and --file takes it.
+func TestRedisDownFailedFile(t *testing.T) {
+	t.Parallel()
+	left := filepath.Join(t.TempDir(), "left.txt")
+	r := run(t, "redis://127.0.0.1:1/1", "", "enqueue", "--failed-file", left, "IBM", "msft")
+	if r.code != 1 {
+		t.Errorf("exit %d, want 1", r.code)
+	}
+	wantStderrLine(t, r, "redis at 127.0.0.1:1 is unreachable", "2 of 2 symbols not enqueued", "listed in "+left)
+	data, err := os.ReadFile(left)
+	if err != nil || string(data) != "IBM\nMSFT\n" {
+		t.Fatalf("failed file = %q (%v), want IBM and MSFT, one a line", data, err)
+	}
+
+	url := testenv.RedisURL(t)
+	out := mustRun(t, url, "", "enqueue", "--file", left)
+	if got := ids(out); len(got) != 2 || !strings.Contains(out, "\tIBM\tdefault\n") || !strings.Contains(out, "\tMSFT\tdefault\n") {
+		t.Errorf("re-run with --file %s: stdout %q, want IBM and MSFT enqueued", left, out)
 	}
 }
 
