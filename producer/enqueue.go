@@ -394,9 +394,8 @@ func (f *enqueueFlags) print(out, errOut io.Writer, failedOut *os.File, results 
 		switch r.Outcome {
 		case queue.Enqueued:
 			if f.json {
-				if err := enc.Encode(taskLine{ID: r.ID, Symbol: r.Symbol, Queue: r.Queue}); err != nil {
-					return fmt.Errorf("write output: %w", err)
-				}
+				// A write error sticks in w, and Flush reports it below.
+				_ = enc.Encode(taskLine{ID: r.ID, Symbol: r.Symbol, Queue: r.Queue})
 			} else {
 				fmt.Fprintf(w, "%s\t%s\t%s\n", r.ID, r.Symbol, r.Queue)
 			}
@@ -416,16 +415,17 @@ func (f *enqueueFlags) print(out, errOut io.Writer, failedOut *os.File, results 
 			}
 		}
 	}
+	// The failed file first: a re-run needs it even when stdout is gone.
+	if failedOut != nil {
+		if err := writeFailed(failedOut, failed, unknown); err != nil {
+			return fmt.Errorf("--failed-file: %w", err)
+		}
+	}
 	if err := w.Flush(); err != nil {
 		return fmt.Errorf("write output: %w", err)
 	}
 	if err := ew.Flush(); err != nil {
 		return fmt.Errorf("write stderr: %w", err)
-	}
-	if failedOut != nil {
-		if err := writeFailed(failedOut, failed, unknown); err != nil {
-			return fmt.Errorf("--failed-file: %w", err)
-		}
 	}
 	return nil
 }

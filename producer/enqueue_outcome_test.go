@@ -1,7 +1,9 @@
 package main
 
 import (
+	"errors"
 	"fmt"
+	"io"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -11,6 +13,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/tickerq/tickerq/internal/queue"
 	"github.com/tickerq/tickerq/internal/testenv"
 	"github.com/tickerq/tickerq/tasks"
 )
@@ -174,5 +177,32 @@ func TestEnqueueConnectionLost(t *testing.T) {
 	already := strings.Count(r.stderr, "producer: already enqueued: ")
 	if again+already != failed+unknown || pending() != n {
 		t.Errorf("re-run: %d enqueued + %d already enqueued, want %d; %d pending, want %d", again, already, failed+unknown, pending(), n)
+	}
+}
+
+// brokenWriter fails every write, as a closed stdout does.
+type brokenWriter struct{}
+
+func (brokenWriter) Write([]byte) (int, error) { return 0, errors.New("broken pipe") }
+
+// TestPrintFailedFileFirst: when stdout cannot be written, the symbols not
+// enqueued still reach --failed-file.
+func TestPrintFailedFileFirst(t *testing.T) {
+	t.Parallel()
+	left, err := os.Create(filepath.Join(t.TempDir(), "left.txt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer left.Close()
+	results := []queue.Result{
+		{ID: "a", Symbol: "GOOG", Queue: "default", Outcome: queue.Enqueued},
+		{Symbol: "MSFT", Queue: "default", Outcome: queue.Failed, Err: errors.New("boom")},
+	}
+	f := &enqueueFlags{json: true, failedFile: left.Name()}
+	if err := f.print(brokenWriter{}, io.Discard, left, results); err == nil || !strings.Contains(err.Error(), "write output") {
+		t.Errorf("print to a broken stdout: %v, want a write error", err)
+	}
+	if data, err := os.ReadFile(left.Name()); err != nil || string(data) != "MSFT\n" {
+		t.Errorf("failed file = %q (%v), want MSFT", data, err)
 	}
 }
