@@ -1,10 +1,11 @@
 // Command producer enqueues quote-fetch jobs for stock symbols, by hand
 // (`producer enqueue`) or on a timetable (`producer schedule`, with the
 // market calendar of `producer sessions`), and reports on and acts on the
-// queues that hold them: `producer stats`, `producer wait`, `producer tasks`,
-// `producer pause` / `unpause`, and `producer ui`, which serves the asynqmon
-// web UI. Data goes to stdout, errors and logs to stderr; it exits 0 on
-// success, 1 on a runtime failure and 2 on bad usage or invalid input.
+// queues that hold them: `producer stats`, `producer wait`, `producer queue`,
+// `producer tasks`, `producer pause` / `unpause`, and `producer ui`, which
+// serves the asynqmon web UI. Data goes to stdout, errors and logs to
+// stderr; it exits 0 on success, 1 on a runtime failure and 2 on bad usage
+// or invalid input.
 package main
 
 import (
@@ -52,7 +53,8 @@ func rootCmd() *cobra.Command {
 		Long: `producer enqueues quote-fetch jobs for stock symbols in Redis, by hand
 (enqueue) or on a timetable (schedule, with the market calendar of sessions),
 and reports on and acts on the asynq queues that hold them (stats, wait,
-tasks, pause, unpause); ui serves the asynqmon web UI over them.
+queue list and delete, tasks, pause, unpause); ui serves the asynqmon web UI
+over them.
 
 Environment: REDIS_URL (default ` + config.DefaultRedisURL + `; redis://,
 rediss://, redis-socket:// or redis-sentinel://), LOG_LEVEL, LOG_FORMAT.
@@ -64,13 +66,13 @@ per task, whose trace the worker's job continues.
 Exit codes: 0 success, 1 runtime failure, 2 bad usage or invalid input.`,
 		Args: cobra.NoArgs,
 		RunE: func(*cobra.Command, []string) error {
-			return cli.Usagef("missing command: want enqueue, stats, wait, ui, sessions, tasks, pause, unpause or schedule (see producer --help)")
+			return cli.Usagef("missing command: want enqueue, stats, wait, queue, tasks, pause, unpause, ui, schedule or sessions (see producer --help)")
 		},
 		CompletionOptions: cobra.CompletionOptions{DisableDefaultCmd: true},
 	}
 	cmd.PersistentFlags().StringVar(&g.redisURL, "redis-url", "", "Redis to use; overrides REDIS_URL")
 	cmd.AddCommand(enqueueCmd(&g), statsCmd(&g), waitCmd(&g), uiCmd(&g), sessionsCmd(&g),
-		tasksCmd(&g), pauseCmd(&g), unpauseCmd(&g), scheduleCmd(&g))
+		queueCmd(&g), tasksCmd(&g), pauseCmd(&g), unpauseCmd(&g), scheduleCmd(&g))
 	explainErrors(cmd, &g)
 	return cmd
 }
@@ -134,6 +136,24 @@ func (g *globals) load(cmd *cobra.Command) (env, error) {
 // checkQueueName rejects names asynq would accept but people would not mean,
 // given with the --queue flag.
 func checkQueueName(name string) error { return checkQueueArg("--queue", name) }
+
+// inspect is load plus an Inspector on the Redis it names; close it when
+// done.
+func (g *globals) inspect(cmd *cobra.Command) (env, *asynq.Inspector, error) {
+	e, err := g.load(cmd)
+	if err != nil {
+		return e, nil, err
+	}
+	return e, asynq.NewInspector(e.redis), nil
+}
+
+// oneQueueArg is the Args of a command that takes one queue name.
+func oneQueueArg(_ *cobra.Command, args []string) error {
+	if len(args) != 1 {
+		return cli.Usagef("want exactly one queue name, got %d arguments", len(args))
+	}
+	return checkQueueArg("queue", args[0])
+}
 
 // checkQueueArg is checkQueueName for a queue given as what (a flag or an
 // argument), which the error names.

@@ -330,6 +330,8 @@ func TestRedisDown(t *testing.T) {
 		{"", []string{"tasks", "cancel", "x"}},
 		{"", []string{"pause", "low"}},
 		{"", []string{"unpause", "low"}},
+		{"", []string{"queue", "list"}},
+		{"", []string{"queue", "delete", "low", "--force"}},
 	} {
 		r := run(t, down, tt.stdin, tt.args...)
 		if r.code != 1 || r.stderr != line+"\n" {
@@ -381,7 +383,8 @@ func TestRedisDownFailedFile(t *testing.T) {
 
 func TestHelp(t *testing.T) {
 	t.Parallel()
-	for _, args := range [][]string{{"--help"}, {"enqueue", "--help"}, {"stats", "--help"}, {"wait", "-h"}, {"help", "enqueue"}, {"ui", "--help"}} {
+	for _, args := range [][]string{{"--help"}, {"enqueue", "--help"}, {"stats", "--help"}, {"wait", "-h"}, {"help", "enqueue"}, {"ui", "--help"},
+		{"queue", "--help"}, {"queue", "list", "--help"}, {"queue", "delete", "--help"}} {
 		r := run(t, "redis://127.0.0.1:1/1", "", args...)
 		if r.code != 0 || !strings.Contains(r.stdout, "Usage:") || r.stderr != "" {
 			t.Errorf("%q: exit %d, stdout %q, stderr %q; want 0 and usage on stdout", args, r.code, r.stdout, r.stderr)
@@ -389,22 +392,50 @@ func TestHelp(t *testing.T) {
 	}
 }
 
+// wantWaiting checks that stderr starts with the line in which wait names
+// what it waits for, and returns r without it.
+func wantWaiting(t *testing.T, r result, line string) result {
+	t.Helper()
+	first, rest, _ := strings.Cut(r.stderr, "\n")
+	if first != line {
+		t.Errorf("first stderr line %q, want %q", first, line)
+	}
+	r.stderr = rest
+	return r
+}
+
 func TestWait(t *testing.T) {
 	t.Parallel()
 	url := testenv.RedisURL(t)
-	mustRun(t, url, "", "wait", "--timeout", "5s")
+	r := run(t, url, "", "wait", "--timeout", "5s")
+	wantCode(t, r, 0, "wait with no queue")
+	wantWaiting(t, r, "producer: waiting up to 5s for every queue (there are none yet)")
+	if r.stdout != "0 queues done: there are none\n" {
+		t.Errorf("wait with no queue: stdout %q", r.stdout)
+	}
 
 	mustRun(t, url, "", "enqueue", "GOOG", "MSFT")
-	r := run(t, url, "", "wait", "--timeout", "200ms")
-	if r.code != 1 {
-		t.Errorf("wait with pending tasks: exit %d, want 1", r.code)
-	}
-	wantStderrLine(t, r, "timed out", "default (pending 2")
+	r = run(t, url, "", "wait", "--timeout", "200ms")
+	wantCode(t, r, 1, "wait with pending tasks")
+	r = wantWaiting(t, r, "producer: waiting up to 200ms for every queue, now default")
+	wantStderrLine(t, r, "timed out", "default (pending 2, active 0, scheduled 0, retry 0; no running worker serves it)")
 
-	mustRun(t, url, "", "wait", "--queue", "critical", "--timeout", "5s")
+	r = run(t, url, "", "wait", "--queue", "critical", "--queue", "low", "--queue", "critical")
+	wantCode(t, r, 0, "wait on empty queues")
+	wantWaiting(t, r, "producer: waiting for queues critical, low")
+	if r.stdout != "2 queues done: critical, low\n" {
+		t.Errorf("wait on critical and low: stdout %q", r.stdout)
+	}
 	r = run(t, url, "", "wait", "--queue", "critical", "--queue", "default", "--timeout", "200ms", "--poll", "20ms")
-	if r.code != 1 {
-		t.Errorf("wait on critical and default: exit %d, want 1", r.code)
+	wantCode(t, r, 1, "wait on critical and default")
+	wantWaiting(t, r, "producer: waiting up to 200ms for queues critical, default")
+
+	startWorker(t, url, "default")
+	r = run(t, url, "", "wait", "--timeout", "20s")
+	wantCode(t, r, 0, "wait with a worker")
+	wantWaiting(t, r, "producer: waiting up to 20s for every queue, now default")
+	if r.stdout != "1 queue done: default\n" {
+		t.Errorf("wait with a worker: stdout %q", r.stdout)
 	}
 }
 

@@ -96,11 +96,10 @@ func runList(cmd *cobra.Command, g *globals, f *listFlags) error {
 	if f.limit < 0 {
 		return cli.Usagef("--limit %d: want 0 (all) or more", f.limit)
 	}
-	e, err := g.load(cmd)
+	_, inspector, err := g.inspect(cmd)
 	if err != nil {
 		return err
 	}
-	inspector := asynq.NewInspector(e.redis)
 	defer inspector.Close()
 
 	ctx := cmd.Context()
@@ -301,11 +300,10 @@ func runOp(cmd *cobra.Command, g *globals, f *opFlags, ids []string, allFlag str
 			return cli.Usagef("task id %q: want a non-empty id without whitespace", id)
 		}
 	}
-	e, err := g.load(cmd)
+	_, inspector, err := g.inspect(cmd)
 	if err != nil {
 		return err
 	}
-	inspector := asynq.NewInspector(e.redis)
 	defer inspector.Close()
 	ctx := cmd.Context()
 	out := cmd.OutOrStdout()

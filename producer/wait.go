@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/hibiken/asynq"
@@ -94,11 +96,9 @@ func runWait(cmd *cobra.Command, g *globals, f *waitFlags) error {
 		defer cancel()
 	}
 	if refs != nil {
-		err = waitTasks(ctx, cmd, e, refs, f.poll)
+		err = waitTasks(ctx, cmd, e, refs, f)
 	} else {
-		inspector := asynq.NewInspector(e.redis)
-		defer inspector.Close()
-		err = queue.Wait(ctx, inspector, f.queues, f.poll)
+		err = waitQueues(ctx, cmd, e, f)
 	}
 	if errors.Is(err, queue.ErrTimeout) {
 		return fmt.Errorf("wait --timeout %s: %w", f.timeout, err)
@@ -126,9 +126,57 @@ func readTaskList(cmd *cobra.Command, name string) ([]queue.TaskRef, error) {
 	return refs, nil
 }
 
-// waitTasks waits for refs, showing progress on a terminal, and prints what
-// became of them.
-func waitTasks(ctx context.Context, cmd *cobra.Command, e env, refs []queue.TaskRef, poll time.Duration) error {
+// waitQueues waits for the queues f names (every queue when none), saying
+// on stderr which once it first looked, and prints them once they are done.
+func waitQueues(ctx context.Context, cmd *cobra.Command, e env, f *waitFlags) error {
+	inspector := asynq.NewInspector(e.redis)
+	defer inspector.Close()
+	watched, err := queue.Wait(ctx, inspector, f.queues, f.poll, func(watched []string) {
+		what := queueNames(watched)
+		switch {
+		case len(f.queues) > 0:
+		case len(watched) == 0:
+			what = "every queue (there are none yet)"
+		default:
+			what = "every queue, now " + strings.Join(watched, ", ")
+		}
+		fmt.Fprintf(cmd.ErrOrStderr(), "producer: waiting%s for %s\n", upTo(f.timeout), what)
+	})
+	if err != nil {
+		return err
+	}
+	done := fmt.Sprintf("%d queues done: %s", len(watched), strings.Join(watched, ", "))
+	switch len(watched) {
+	case 0:
+		done = "0 queues done: there are none"
+	case 1:
+		done = "1 queue done: " + watched[0]
+	}
+	_, err = fmt.Fprintln(cmd.OutOrStdout(), done)
+	return writeErr(err)
+}
+
+// queueNames is "queue Q" or "queues A, B" for names, sorted, without
+// repeats.
+func queueNames(names []string) string {
+	names = slices.Compact(slices.Sorted(slices.Values(names)))
+	if len(names) == 1 {
+		return "queue " + names[0]
+	}
+	return "queues " + strings.Join(names, ", ")
+}
+
+// upTo is " up to D" for a --timeout D, "" for none.
+func upTo(timeout time.Duration) string {
+	if timeout <= 0 {
+		return ""
+	}
+	return " up to " + timeout.String()
+}
+
+// waitTasks waits for refs, saying on stderr how many in which queues and
+// showing progress on a terminal, and prints what became of them.
+func waitTasks(ctx context.Context, cmd *cobra.Command, e env, refs []queue.TaskRef, f *waitFlags) error {
 	rdb, err := e.redisClient()
 	if err != nil {
 		return err
@@ -136,10 +184,18 @@ func waitTasks(ctx context.Context, cmd *cobra.Command, e env, refs []queue.Task
 	defer rdb.Close()
 
 	errOut := cmd.ErrOrStderr()
+	queues := make([]string, len(refs))
+	for i, r := range refs {
+		queues[i] = r.Queue
+	}
 	line := progress.NewLine(errOut, progress.IsTerminal(errOut))
 	counter := progress.NewCounter(line, "done", len(refs))
 	prev := 0
-	w, err := queue.WaitTasks(ctx, rdb, refs, poll, func(w queue.TaskWait) {
+	w, err := queue.WaitTasks(ctx, rdb, refs, f.poll, func(w queue.TaskWait) {
+		if len(queues) > 0 { // the first look; queues is nil after it
+			fmt.Fprintf(errOut, "producer: waiting%s for %d tasks in %s\n", upTo(f.timeout), len(refs), queueNames(queues))
+			queues = nil
+		}
 		counter.Add(w.Done() - prev)
 		prev = w.Done()
 	})
