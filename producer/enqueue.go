@@ -64,10 +64,24 @@ func enqueueCmd(g *globals) *cobra.Command {
 are valid, enqueues one quote-fetch job for each. If any symbol is invalid it
 names each bad one, enqueues nothing and exits 2.
 
-It prints one line per task: ID<TAB>SYMBOL<TAB>QUEUE, or with --json one
-object per line: {"id":...,"symbol":...,"queue":...}. With --unique, a symbol
-that already has a task is skipped with a line on stderr. With more than 10
+A symbol is upper-cased, then must be 1-15 characters of A-Z, 0-9, '.' and
+'-', starting with a letter or digit (BRK.B, RDS-A). With more than 10
 invalid symbols each is named on its own stderr line.
+
+It prints one line per task: ID<TAB>SYMBOL<TAB>QUEUE, or with --json one
+object per line: {"id":...,"symbol":...,"queue":...}.
+
+--unique D (asynq's Unique option) takes a lock per queue and symbol when
+the task is enqueued, for D (with --in or --at, for the delay plus D).
+While the lock is held, enqueue skips the symbol in that queue: no task, a
+"skipped" line on stderr, and exit 0. The lock is released when the task
+completes successfully or is deleted. It is still held while the task is
+pending, scheduled, active or waiting to retry, and after it is archived
+(failed for good), until D runs out; once D runs out, the symbol is enqueued
+again even if the first task has not run yet. So --unique 1h means: no
+second task for the symbol in the queue within the hour while the first
+has not completed (as Sidekiq Enterprise's unique jobs with unique_until
+success); it does not stop a new task once the first completed.
 
 Each symbol ends enqueued, failed (certainly not in Redis: no connection, or
 an error from Redis) or unknown (the connection was lost mid-call: the task
@@ -111,7 +125,7 @@ when stderr is a terminal, shows the progress of a --file enqueue.`,
 	fl.StringVar(&f.queue, "queue", queue.DefaultQueue, "queue to enqueue to")
 	fl.DurationVar(&f.in, "in", 0, "process after this delay, e.g. 90s (not with --at)")
 	fl.StringVar(&f.at, "at", "", "process at this RFC 3339 time, e.g. 2030-01-02T15:04:05Z; not more than "+clockSkew.String()+" in the past, for clock skew (not with --in)")
-	fl.DurationVar(&f.unique, "unique", 0, "skip a symbol that already has a task in the queue; the lock lasts this long (at least 1s)")
+	fl.DurationVar(&f.unique, "unique", 0, "skip a symbol whose earlier --unique task in the queue has not completed (nor been deleted), for at most this long (at least 1s; see above)")
 	fl.IntVar(&f.maxRetry, "max-retry", 0, "retries before a failing job is archived; 0 archives it at its first failure (a rate limit is no failure) (default from the task: 10)")
 	fl.DurationVar(&f.timeout, "timeout", 0, "time limit of one attempt, at least 1s (default from the task: 30s)")
 	fl.StringVar(&f.file, "file", "", "read symbols from this file, one a line ('-' is stdin); combined with arguments")
@@ -402,7 +416,7 @@ func (f *enqueueFlags) print(out, errOut io.Writer, failedOut *os.File, results 
 		case queue.AlreadyEnqueued:
 			fmt.Fprintf(ew, "producer: already enqueued: %s: task %s exists in queue %s\n", r.Symbol, r.ID, r.Queue)
 		case queue.Skipped:
-			fmt.Fprintf(ew, "producer: skipped %s: a unique task for it already exists in queue %s\n", r.Symbol, r.Queue)
+			fmt.Fprintf(ew, "producer: skipped %s: an earlier --unique task for it in queue %s holds the lock (until it completes or is deleted, or the --unique time runs out)\n", r.Symbol, r.Queue)
 		case queue.Failed:
 			failed = append(failed, r.Symbol)
 			if failedOut == nil {

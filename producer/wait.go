@@ -30,19 +30,25 @@ func waitCmd(g *globals) *cobra.Command {
 		Use:   "wait [--timeout DURATION] [--queue Q]... | --tasks FILE",
 		Short: "Wait until no task is pending, active, scheduled or waiting to retry",
 		Long: `wait polls the queues until none holds a task that is pending, active,
-scheduled or waiting to retry, then exits 0. Archived and completed tasks do
-not count. With --queue it watches only the named queues (a queue that does
-not exist yet counts as empty); without, every queue.
+scheduled or waiting to retry, then prints one line, e.g. "2 queues done:
+critical, default", and exits 0. Archived and completed tasks do not count.
+With --queue it watches only the named queues (a queue that does not exist
+yet counts as empty); without, every queue. Once it has looked, stderr says
+which queues it waits for, e.g. "producer: waiting up to 1m for every
+queue, now critical, default".
 
 With --tasks FILE ('-' is stdin) it waits only for the tasks listed there,
 as producer enqueue printed them (ID<TAB>SYMBOL<TAB>QUEUE lines or --json
-objects), and then prints one line: how many completed, were archived, or
-are no longer in Redis. A task not found at the first look is done (it was
-deleted, or completed without retention) or was never enqueued in this
-Redis; a task that disappears while wait watches it completed without
-retention or was deleted. On a terminal, stderr shows the progress.
+objects), saying on stderr how many in which queues, and then prints one
+line: how many completed, were archived, or are no longer in Redis. A task
+not found at the first look is done (it was deleted, or completed without
+retention) or was never enqueued in this Redis; a task that disappears while
+wait watches it completed without retention or was deleted. On a terminal,
+stderr shows the progress.
 
-On --timeout it exits 1, naming what is still outstanding. 0 means no limit.
+On --timeout it exits 1, naming each queue (and with --tasks each task)
+still outstanding with its counts, and a queue no running worker serves: a
+mistyped queue, say, which producer queue delete removes. 0 means no limit.
 A task list that cannot be read exits 2 naming the line.`,
 		Example: `  producer enqueue --file symbols.txt && producer wait --timeout 10m
   producer wait --queue critical --queue default
