@@ -37,7 +37,7 @@ Unpausing a queue that is not paused changes nothing.`,
 		Short: short,
 		Long: long + `
 
-It prints one line, e.g. "paused queue low", or with --json one object:
+It prints one line, e.g. "` + name + `d queue low", or with --json one object:
 {"queue":…,"paused":…,"changed":…} (changed false when it already was so).`,
 		Example: example,
 		Args:    oneQueueArg,

@@ -2,6 +2,8 @@ package main
 
 import (
 	"encoding/json"
+	"regexp"
+	"strings"
 	"testing"
 
 	"github.com/tickerq/tickerq/internal/testenv"
@@ -75,5 +77,38 @@ func TestQueueUsageErrors(t *testing.T) {
 		r := run(t, "redis://127.0.0.1:1/1", "", tt.args...)
 		wantCode(t, r, 2, tt.want)
 		wantStderrLine(t, r, tt.want)
+	}
+}
+
+// exampleOutput is the first `e.g. "..."` of the --help of args, with its
+// line breaks folded into spaces.
+var exampleOutput = regexp.MustCompile(`e\.g\. "([^"]+)"`)
+
+// TestHelpShowsRealOutput: each output line a --help shows, e.g. "...", is
+// what the command prints.
+func TestHelpShowsRealOutput(t *testing.T) {
+	t.Parallel()
+	url := testenv.RedisURL(t)
+	mustRun(t, url, "", "enqueue", "--queue", "low", "GOOG")
+	mustRun(t, url, "", "enqueue", "--queue", "defualt", "IBM")
+	for _, args := range [][]string{
+		{"pause", "low"},
+		{"unpause", "low"},
+		{"wait", "--queue", "critical", "--queue", "default"},
+		{"queue", "delete", "defualt", "--force"},
+	} {
+		help := mustRun(t, url, "", append(args[:1:1], "--help")...)
+		if args[0] == "queue" {
+			help = mustRun(t, url, "", "queue", "delete", "--help")
+		}
+		m := exampleOutput.FindStringSubmatch(help)
+		if m == nil {
+			t.Errorf("%s --help shows no output example", args[0])
+			continue
+		}
+		want := strings.Join(strings.Fields(m[1]), " ")
+		if got := strings.TrimSuffix(mustRun(t, url, "", args...), "\n"); got != want {
+			t.Errorf("%q printed %q; its --help says it prints e.g. %q", args, got, want)
+		}
 	}
 }
