@@ -265,16 +265,26 @@ func (f *enqueueFlags) notEnqueued(failed, unknown, total int) error {
 	if f.failedFile != "" {
 		where = "listed in " + f.failedFile
 	}
-	msg := fmt.Sprintf("%d of %d symbols not enqueued: %d failed (not in redis), %d unknown (connection lost mid-call: may be in redis); %s",
-		failed+unknown, total, failed, unknown, where)
+	msg := fmt.Sprintf("%d of %d symbols not enqueued: %d failed (not in redis)", failed+unknown, total, failed)
+	if unknown > 0 {
+		msg += fmt.Sprintf(", %d unknown (connection lost mid-call: may be in redis)", unknown)
+	}
+	msg += "; " + where
 	switch {
 	case unknown > 0 && f.idPrefix != "":
 		msg += fmt.Sprintf("; a re-run with --id-prefix %s reports those in redis as already enqueued", f.idPrefix)
 	case unknown > 0:
 		msg += "; re-running the unknown ones may fetch some twice (use --id-prefix to make re-runs safe)"
 	}
-	return fmt.Errorf("%s: %w", msg, queue.ErrEnqueue)
+	return notEnqueuedError(msg)
 }
+
+// notEnqueuedError is the closing error of an enqueue that left symbols
+// out. It matches queue.ErrEnqueue without adding its words to the line.
+type notEnqueuedError string
+
+func (e notEnqueuedError) Error() string { return string(e) }
+func (notEnqueuedError) Unwrap() error   { return queue.ErrEnqueue }
 
 // invalidSymbols reports Validate's error: as one line naming each bad
 // symbol when there are few, else one line per bad symbol and a closing

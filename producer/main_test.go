@@ -368,7 +368,10 @@ func TestRedisDownFailedFile(t *testing.T) {
 	if r.code != 1 {
 		t.Errorf("exit %d, want 1", r.code)
 	}
-	wantStderrLine(t, r, "redis at 127.0.0.1:1 is unreachable", "2 of 2 symbols not enqueued", "listed in "+left)
+	if want := "producer: redis at 127.0.0.1:1 is unreachable: dial tcp 127.0.0.1:1: connect: connection refused; " +
+		"2 of 2 symbols not enqueued: 2 failed (not in redis); listed in " + left + "\n"; r.stderr != want {
+		t.Errorf("stderr = %q, want %q", r.stderr, want)
+	}
 	data, err := os.ReadFile(left)
 	if err != nil || string(data) != "IBM\nMSFT\n" {
 		t.Fatalf("failed file = %q (%v), want IBM and MSFT, one a line", data, err)
