@@ -434,6 +434,9 @@ func TestWait(t *testing.T) {
 	wantWaiting(t, r, "producer: waiting up to 200ms for queues critical, default")
 
 	startWorker(t, url, "default")
+	r = run(t, url, "x\tGOOG\tdefault\n", "wait", "--tasks", "-", "--timeout", "20s")
+	wantCode(t, r, 0, "wait for a task not found")
+	wantWaiting(t, r, "producer: waiting up to 20s for 1 task in queue default")
 	r = run(t, url, "", "wait", "--timeout", "20s")
 	wantCode(t, r, 0, "wait with a worker")
 	wantWaiting(t, r, "producer: waiting up to 20s for every queue, now default")

@@ -199,7 +199,11 @@ func waitTasks(ctx context.Context, cmd *cobra.Command, e env, refs []queue.Task
 	prev := 0
 	w, err := queue.WaitTasks(ctx, rdb, refs, f.poll, func(w queue.TaskWait) {
 		if len(queues) > 0 { // the first look; queues is nil after it
-			fmt.Fprintf(errOut, "producer: waiting%s for %d tasks in %s\n", upTo(f.timeout), len(refs), queueNames(queues))
+			n := fmt.Sprintf("%d tasks", len(refs))
+			if len(refs) == 1 {
+				n = "1 task"
+			}
+			fmt.Fprintf(errOut, "producer: waiting%s for %s in %s\n", upTo(f.timeout), n, queueNames(queues))
 			queues = nil
 		}
 		counter.Add(w.Done() - prev)
