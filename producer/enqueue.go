@@ -27,12 +27,14 @@ import (
 const maxFailureLines = 10
 
 // Bounds of what enqueue writes on stderr, so that no line grows with the
-// input: the error text of one symbol, a shown symbol, and how many symbols
-// the closing line names.
+// input: the error text of one symbol, a shown symbol, how many invalid
+// symbols one line names, and how many the closing line names when there
+// are more.
 const (
-	maxErrText      = 200
-	maxSymbolText   = 40
-	maxNamedInError = 10
+	maxErrText         = 200
+	maxSymbolText      = 40
+	maxNamedInError    = 10
+	namedInClosingLine = 3
 )
 
 // clockSkew is how far in the past --at may be and still be taken (to run
@@ -62,10 +64,24 @@ func enqueueCmd(g *globals) *cobra.Command {
 are valid, enqueues one quote-fetch job for each. If any symbol is invalid it
 names each bad one, enqueues nothing and exits 2.
 
-It prints one line per task: ID<TAB>SYMBOL<TAB>QUEUE, or with --json one
-object per line: {"id":...,"symbol":...,"queue":...}. With --unique, a symbol
-that already has a task is skipped with a line on stderr. With more than 10
+A symbol is upper-cased, then must be 1-15 characters of A-Z, 0-9, '.' and
+'-', starting with a letter or digit (BRK.B, RDS-A). With more than 10
 invalid symbols each is named on its own stderr line.
+
+It prints one line per task: ID<TAB>SYMBOL<TAB>QUEUE, or with --json one
+object per line: {"id":...,"symbol":...,"queue":...}.
+
+--unique D (asynq's Unique option) takes a lock per queue and symbol when
+the task is enqueued, for D (with --in or --at, for the delay plus D).
+While the lock is held, enqueue skips the symbol in that queue: no task, a
+"skipped" line on stderr, and exit 0. The lock is released when the task
+completes successfully or is deleted. It is still held while the task is
+pending, scheduled, active or waiting to retry, and after it is archived
+(failed for good), until D runs out; once D runs out, the symbol is enqueued
+again even if the first task has not run yet. So --unique 1h means: no
+second task for the symbol in the queue within the hour while the first
+has not completed (as Sidekiq Enterprise's unique jobs with unique_until
+success); it does not stop a new task once the first completed.
 
 Each symbol ends enqueued, failed (certainly not in Redis: no connection, or
 an error from Redis) or unknown (the connection was lost mid-call: the task
@@ -109,8 +125,8 @@ when stderr is a terminal, shows the progress of a --file enqueue.`,
 	fl.StringVar(&f.queue, "queue", queue.DefaultQueue, "queue to enqueue to")
 	fl.DurationVar(&f.in, "in", 0, "process after this delay, e.g. 90s (not with --at)")
 	fl.StringVar(&f.at, "at", "", "process at this RFC 3339 time, e.g. 2030-01-02T15:04:05Z; not more than "+clockSkew.String()+" in the past, for clock skew (not with --in)")
-	fl.DurationVar(&f.unique, "unique", 0, "skip a symbol that already has a task in the queue; the lock lasts this long (at least 1s)")
-	fl.IntVar(&f.maxRetry, "max-retry", 0, "retries before a failing job is archived (default from the task: 10)")
+	fl.DurationVar(&f.unique, "unique", 0, "skip a symbol whose earlier --unique task in the queue has not completed (nor been deleted), for at most this long (at least 1s; see above)")
+	fl.IntVar(&f.maxRetry, "max-retry", 0, "retries before a failing job is archived; 0 archives it at its first failure (a rate limit is no failure) (default from the task: 10)")
 	fl.DurationVar(&f.timeout, "timeout", 0, "time limit of one attempt, at least 1s (default from the task: 30s)")
 	fl.StringVar(&f.file, "file", "", "read symbols from this file, one a line ('-' is stdin); combined with arguments")
 	fl.BoolVar(&f.json, "json", false, "print one JSON object per task")
@@ -140,15 +156,6 @@ func runEnqueue(cmd *cobra.Command, g *globals, f *enqueueFlags, args []string) 
 	if err != nil {
 		return invalidSymbols(errOut, err)
 	}
-	var failedOut *os.File
-	if f.failedFile != "" {
-		// Created now, so a bad path is found before anything is enqueued.
-		failedOut, err = os.Create(f.failedFile)
-		if err != nil {
-			return cli.Usagef("--failed-file: %w", err)
-		}
-		defer failedOut.Close()
-	}
 	e, err := g.load(cmd)
 	if err != nil {
 		return err
@@ -160,7 +167,6 @@ func runEnqueue(cmd *cobra.Command, g *globals, f *enqueueFlags, args []string) 
 		return err
 	}
 	defer stopTracing()
-
 	rc, err := queue.NewRedisClient(e.redis)
 	if err != nil {
 		return cli.Usage(err)
@@ -168,24 +174,28 @@ func runEnqueue(cmd *cobra.Command, g *globals, f *enqueueFlags, args []string) 
 	defer rc.Close()
 	client := asynq.NewClientFromRedisClient(rc) // closes nothing of rc
 	defer client.Close()
-	if err := client.Ping(); err != nil {
-		return fmt.Errorf("connect to redis: %w", err)
+	var failedOut *os.File
+	if f.failedFile != "" {
+		// Created before the first call to Redis, so a bad path is found
+		// before anything is enqueued. From here on, every symbol not
+		// enqueued ends in it, whatever stops the enqueue.
+		failedOut, err = os.Create(f.failedFile)
+		if err != nil {
+			return cli.Usagef("--failed-file: %w", err)
+		}
+		defer failedOut.Close()
 	}
 
 	ctx := cmd.Context()
 	start := time.Now()
-	// Progress only for --file: a few symbols on the command line are
-	// done before anyone could read it.
-	line := progress.NewLine(errOut, f.file != "" && progress.IsTerminal(errOut))
-	counter := progress.NewCounter(line, "enqueue", len(symbols))
-	cfg := queue.EnqueueConfig{
-		Options: opts, IDPrefix: f.idPrefix, Each: func(queue.Result) { counter.Add(1) },
+	var results []queue.Result
+	var enqErr error
+	if err := client.Ping(); err != nil {
+		enqErr = err
+		results = queue.NotAttempted(symbols, opts, err)
+	} else {
+		results, enqErr = f.enqueue(ctx, errOut, e, rc, client, symbols, opts)
 	}
-	if queue.FollowsFailover(e.redis) {
-		cfg.Reconnect = func(ctx context.Context) error { return awaitMaster(ctx, errOut, rc) }
-	}
-	results, enqErr := queue.EnqueueAll(ctx, client, symbols, cfg)
-	counter.Finish()
 	var n [queue.Unknown + 1]int
 	for _, r := range results {
 		n[r.Outcome]++
@@ -204,10 +214,32 @@ func runEnqueue(cmd *cobra.Command, g *globals, f *enqueueFlags, args []string) 
 		}
 		warnUnserved(e, errOut, f.queue)
 	}
-	if enqErr != nil {
-		return interrupted(ctx, f.notEnqueued(n[queue.Failed], n[queue.Unknown], len(symbols)))
+	if enqErr == nil {
+		return nil
 	}
-	return nil
+	err = f.notEnqueued(n[queue.Failed], n[queue.Unknown], len(symbols))
+	if u := queue.Unreachable(ctx, e.redis, enqErr); u != nil {
+		err = fmt.Errorf("%w; %w", u, err)
+	}
+	return interrupted(ctx, err)
+}
+
+// enqueue enqueues symbols through client (made over rc), showing the
+// progress of a --file enqueue on a terminal.
+func (f *enqueueFlags) enqueue(ctx context.Context, errOut io.Writer, e env, rc redis.UniversalClient, client *asynq.Client,
+	symbols []string, opts []asynq.Option) ([]queue.Result, error) {
+	// Progress only for --file: a few symbols on the command line are
+	// done before anyone could read it.
+	line := progress.NewLine(errOut, f.file != "" && progress.IsTerminal(errOut))
+	counter := progress.NewCounter(line, "enqueue", len(symbols))
+	defer counter.Finish()
+	cfg := queue.EnqueueConfig{
+		Options: opts, IDPrefix: f.idPrefix, Each: func(queue.Result) { counter.Add(1) },
+	}
+	if queue.FollowsFailover(e.redis) {
+		cfg.Reconnect = func(ctx context.Context) error { return awaitMaster(ctx, errOut, rc) }
+	}
+	return queue.EnqueueAll(ctx, client, symbols, cfg)
 }
 
 // failoverWait bounds how long an enqueue through sentinels waits, after a
@@ -235,20 +267,31 @@ func (f *enqueueFlags) notEnqueued(failed, unknown, total int) error {
 	if f.failedFile != "" {
 		where = "listed in " + f.failedFile
 	}
-	msg := fmt.Sprintf("%d of %d symbols not enqueued: %d failed (not in redis), %d unknown (connection lost mid-call: may be in redis); %s",
-		failed+unknown, total, failed, unknown, where)
+	msg := fmt.Sprintf("%d of %d symbols not enqueued: %d failed (not in redis)", failed+unknown, total, failed)
+	if unknown > 0 {
+		msg += fmt.Sprintf(", %d unknown (connection lost mid-call: may be in redis)", unknown)
+	}
+	msg += "; " + where
 	switch {
 	case unknown > 0 && f.idPrefix != "":
 		msg += fmt.Sprintf("; a re-run with --id-prefix %s reports those in redis as already enqueued", f.idPrefix)
 	case unknown > 0:
 		msg += "; re-running the unknown ones may fetch some twice (use --id-prefix to make re-runs safe)"
 	}
-	return fmt.Errorf("%s: %w", msg, queue.ErrEnqueue)
+	return notEnqueuedError(msg)
 }
+
+// notEnqueuedError is the closing error of an enqueue that left symbols
+// out. It matches queue.ErrEnqueue without adding its words to the line.
+type notEnqueuedError string
+
+func (e notEnqueuedError) Error() string { return string(e) }
+func (notEnqueuedError) Unwrap() error   { return queue.ErrEnqueue }
 
 // invalidSymbols reports Validate's error: as one line naming each bad
 // symbol when there are few, else one line per bad symbol and a closing
-// line of bounded length that names the first few and counts them all.
+// line of bounded length that names the first few, counts them all and
+// states the rule.
 func invalidSymbols(errOut io.Writer, err error) error {
 	var inv *queue.InvalidSymbolsError
 	if !errors.As(err, &inv) || len(inv.Symbols) <= maxNamedInError {
@@ -256,17 +299,17 @@ func invalidSymbols(errOut io.Writer, err error) error {
 	}
 	w := bufio.NewWriter(errOut)
 	for _, s := range inv.Symbols {
-		fmt.Fprintf(w, "producer: invalid symbol: %s\n", shortSymbol(s))
+		fmt.Fprintf(w, "producer: invalid symbol %s\n", shortSymbol(s))
 	}
 	if err := w.Flush(); err != nil {
 		return fmt.Errorf("write stderr: %w", err)
 	}
-	names := make([]string, maxNamedInError)
+	names := make([]string, namedInClosingLine)
 	for i := range names {
 		names[i] = shortSymbol(inv.Symbols[i])
 	}
-	return cli.Usagef("%d invalid symbols, each named above (%s, ...); nothing enqueued: %w",
-		len(inv.Symbols), strings.Join(names, ", "), tasks.ErrInvalidSymbol)
+	return cli.Usagef("%d invalid symbols, each named above (%s, ...): %s; nothing enqueued: %w",
+		len(inv.Symbols), strings.Join(names, ", "), tasks.SymbolRule, tasks.ErrInvalidSymbol)
 }
 
 // shortSymbol shows s quoted, cut to maxSymbolText bytes with its length.
@@ -329,11 +372,8 @@ func (f *enqueueFlags) options(cmd *cobra.Command, now time.Time) ([]asynq.Optio
 		opts = append(opts, asynq.Unique(f.unique))
 	}
 	if changed("max-retry") {
-		// asynq archives a task whose retries are used up before asking
-		// whether the error counts as a failure: with 0, a rate-limited job
-		// would be archived instead of retried after Retry-After.
 		if f.maxRetry < tasks.MinMaxRetry {
-			return nil, runAt, cli.Usagef("--max-retry %d: want at least %d, so a rate-limited (429) job can be retried", f.maxRetry, tasks.MinMaxRetry)
+			return nil, runAt, cli.Usagef("--max-retry %d: want %d (no retries) or more", f.maxRetry, tasks.MinMaxRetry)
 		}
 		opts = append(opts, asynq.MaxRetry(f.maxRetry))
 	}
@@ -352,15 +392,11 @@ func (f *enqueueFlags) readSymbols(cmd *cobra.Command, args []string) ([]string,
 	if !cmd.Flags().Changed("file") {
 		return args, nil
 	}
-	var r io.Reader = cmd.InOrStdin()
-	if f.file != "-" {
-		file, err := os.Open(f.file)
-		if err != nil {
-			return nil, cli.Usagef("--file: %w", err)
-		}
-		defer file.Close()
-		r = file
+	r, err := openInput(cmd, "file", f.file)
+	if err != nil {
+		return nil, err
 	}
+	defer r.Close()
 	fromFile, err := queue.ReadSymbols(r)
 	if errors.Is(err, queue.ErrLineTooLong) {
 		return nil, cli.Usagef("--file %s: %w", f.file, err)
@@ -384,16 +420,15 @@ func (f *enqueueFlags) print(out, errOut io.Writer, failedOut *os.File, results 
 		switch r.Outcome {
 		case queue.Enqueued:
 			if f.json {
-				if err := enc.Encode(taskLine{ID: r.ID, Symbol: r.Symbol, Queue: r.Queue}); err != nil {
-					return fmt.Errorf("write output: %w", err)
-				}
+				// A write error sticks in w, and Flush reports it below.
+				_ = enc.Encode(taskLine{ID: r.ID, Symbol: r.Symbol, Queue: r.Queue})
 			} else {
 				fmt.Fprintf(w, "%s\t%s\t%s\n", r.ID, r.Symbol, r.Queue)
 			}
 		case queue.AlreadyEnqueued:
 			fmt.Fprintf(ew, "producer: already enqueued: %s: task %s exists in queue %s\n", r.Symbol, r.ID, r.Queue)
 		case queue.Skipped:
-			fmt.Fprintf(ew, "producer: skipped %s: a unique task for it already exists in queue %s\n", r.Symbol, r.Queue)
+			fmt.Fprintf(ew, "producer: skipped %s: an earlier --unique task for it in queue %s holds the lock (until it completes or is deleted, or the --unique time runs out)\n", r.Symbol, r.Queue)
 		case queue.Failed:
 			failed = append(failed, r.Symbol)
 			if failedOut == nil {
@@ -406,16 +441,17 @@ func (f *enqueueFlags) print(out, errOut io.Writer, failedOut *os.File, results 
 			}
 		}
 	}
+	// The failed file first: a re-run needs it even when stdout is gone.
+	if failedOut != nil {
+		if err := writeFailed(failedOut, failed, unknown); err != nil {
+			return fmt.Errorf("--failed-file: %w", err)
+		}
+	}
 	if err := w.Flush(); err != nil {
 		return fmt.Errorf("write output: %w", err)
 	}
 	if err := ew.Flush(); err != nil {
 		return fmt.Errorf("write stderr: %w", err)
-	}
-	if failedOut != nil {
-		if err := writeFailed(failedOut, failed, unknown); err != nil {
-			return fmt.Errorf("--failed-file: %w", err)
-		}
 	}
 	return nil
 }

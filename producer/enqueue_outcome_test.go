@@ -1,7 +1,9 @@
 package main
 
 import (
+	"errors"
 	"fmt"
+	"io"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -11,7 +13,9 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/tickerq/tickerq/internal/queue"
 	"github.com/tickerq/tickerq/internal/testenv"
+	"github.com/tickerq/tickerq/tasks"
 )
 
 func TestEnqueueManyInvalidSymbols(t *testing.T) {
@@ -37,12 +41,12 @@ func TestEnqueueManyInvalidSymbols(t *testing.T) {
 		}
 	}
 	for _, want := range []string{`"BAD$0"` + "\n", `"BAD$4999"` + "\n", `"` + strings.Repeat("X", 40) + `"... (1001 bytes)` + "\n"} {
-		if !strings.Contains(r.stderr, "\nproducer: invalid symbol: "+want) && !strings.HasPrefix(r.stderr, "producer: invalid symbol: "+want) {
+		if !strings.Contains(r.stderr, "\nproducer: invalid symbol "+want) && !strings.HasPrefix(r.stderr, "producer: invalid symbol "+want) {
 			t.Errorf("stderr does not name %q on a line of its own", want)
 		}
 	}
-	if last := lines[len(lines)-1]; !strings.Contains(last, fmt.Sprintf("%d invalid symbols", n+1)) || !strings.Contains(last, "nothing enqueued") {
-		t.Errorf("closing line %q, want the count and that nothing was enqueued", last)
+	if last := lines[len(lines)-1]; !strings.Contains(last, fmt.Sprintf("%d invalid symbols", n+1)) || !strings.Contains(last, "nothing enqueued") || !strings.Contains(last, tasks.SymbolRule) {
+		t.Errorf("closing line %q, want the count, the rule and that nothing was enqueued", last)
 	}
 	wantNothingEnqueued(t, redisURL)
 }
@@ -173,5 +177,32 @@ func TestEnqueueConnectionLost(t *testing.T) {
 	already := strings.Count(r.stderr, "producer: already enqueued: ")
 	if again+already != failed+unknown || pending() != n {
 		t.Errorf("re-run: %d enqueued + %d already enqueued, want %d; %d pending, want %d", again, already, failed+unknown, pending(), n)
+	}
+}
+
+// brokenWriter fails every write, as a closed stdout does.
+type brokenWriter struct{}
+
+func (brokenWriter) Write([]byte) (int, error) { return 0, errors.New("broken pipe") }
+
+// TestPrintFailedFileFirst: when stdout cannot be written, the symbols not
+// enqueued still reach --failed-file.
+func TestPrintFailedFileFirst(t *testing.T) {
+	t.Parallel()
+	left, err := os.Create(filepath.Join(t.TempDir(), "left.txt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer left.Close()
+	results := []queue.Result{
+		{ID: "a", Symbol: "GOOG", Queue: "default", Outcome: queue.Enqueued},
+		{Symbol: "MSFT", Queue: "default", Outcome: queue.Failed, Err: errors.New("boom")},
+	}
+	f := &enqueueFlags{json: true, failedFile: left.Name()}
+	if err := f.print(brokenWriter{}, io.Discard, left, results); err == nil || !strings.Contains(err.Error(), "write output") {
+		t.Errorf("print to a broken stdout: %v, want a write error", err)
+	}
+	if data, err := os.ReadFile(left.Name()); err != nil || string(data) != "MSFT\n" {
+		t.Errorf("failed file = %q (%v), want MSFT", data, err)
 	}
 }

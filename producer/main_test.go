@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/tickerq/tickerq/internal/testenv"
+	"github.com/tickerq/tickerq/tasks"
 )
 
 // binary is the producer built once for all tests.
@@ -125,7 +126,7 @@ func TestEnqueueInvalidSymbolsEnqueuesNothing(t *testing.T) {
 	if r.code != 2 {
 		t.Errorf("exit %d, want 2", r.code)
 	}
-	wantStderrLine(t, r, "BAD$")
+	wantStderrLine(t, r, `invalid symbol "BAD$": `+tasks.SymbolRule)
 	if strings.Contains(r.stderr, "GOOG") || r.stdout != "" {
 		t.Errorf("stdout %q, stderr %q: want only BAD$ named, nothing printed", r.stdout, r.stderr)
 	}
@@ -134,7 +135,13 @@ func TestEnqueueInvalidSymbolsEnqueuesNothing(t *testing.T) {
 	if r.code != 2 {
 		t.Errorf("exit %d, want 2", r.code)
 	}
-	wantStderrLine(t, r, "invalid symbols: 1BAD!, BAD$, x y")
+	wantStderrLine(t, r, `invalid symbols "1BAD!", "BAD$", "x y": `+tasks.SymbolRule)
+
+	r = run(t, url, "", "enqueue", "AA PL")
+	if r.code != 2 {
+		t.Errorf("exit %d, want 2", r.code)
+	}
+	wantStderrLine(t, r, `invalid symbol "AA PL": want 1-15 characters of A-Z, 0-9, '.' and '-'`)
 	wantNothingEnqueued(t, url)
 }
 
@@ -226,6 +233,17 @@ func TestEnqueueUnique(t *testing.T) {
 	}
 }
 
+// TestEnqueueNoRetries: --max-retry 0 is taken and rides with the task.
+func TestEnqueueNoRetries(t *testing.T) {
+	t.Parallel()
+	url := testenv.RedisURL(t)
+	mustRun(t, url, "", "enqueue", "--max-retry", "0", "GOOG")
+	out := mustRun(t, url, "", "tasks", "list", "--state", "pending", "--json")
+	if !strings.Contains(out, `"symbol":"GOOG"`) || !strings.Contains(out, `"max_retry":0`) {
+		t.Errorf("tasks list --json = %q, want GOOG with max_retry 0", out)
+	}
+}
+
 func TestUsageErrors(t *testing.T) {
 	t.Parallel()
 	url := testenv.RedisURL(t)
@@ -242,13 +260,15 @@ func TestUsageErrors(t *testing.T) {
 		{"bad at", "", []string{"enqueue", "--at", "tomorrow", "GOOG"}, "--at"},
 		{"unique under 1s", "", []string{"enqueue", "--unique", "500ms", "GOOG"}, "--unique"},
 		{"negative max retry", "", []string{"enqueue", "--max-retry", "-1", "GOOG"}, "--max-retry"},
-		{"zero max retry", "", []string{"enqueue", "--max-retry", "0", "GOOG"}, "--max-retry"},
 		{"timeout zero", "", []string{"enqueue", "--timeout", "0s", "GOOG"}, "--timeout"},
 		{"empty queue", "", []string{"enqueue", "--queue", "", "GOOG"}, "--queue"},
 		{"queue with space", "", []string{"enqueue", "--queue", "a b", "GOOG"}, "--queue"},
 		{"no symbols", "", []string{"enqueue"}, "no symbols"},
 		{"only comments", "# none\n\n", []string{"enqueue", "--file", "-"}, "no symbols"},
-		{"missing file", "", []string{"enqueue", "--file", "/nonexistent/symbols.txt"}, "/nonexistent/symbols.txt"},
+		{"missing file", "", []string{"enqueue", "--file", "/nonexistent/symbols.txt"}, "--file /nonexistent/symbols.txt: no such file or directory"},
+		{"file is a directory", "", []string{"enqueue", "--file", os.TempDir()}, "--file " + os.TempDir() + ": is a directory; want a file"},
+		{"missing task list", "", []string{"wait", "--tasks", "/nonexistent/enqueued.txt"}, "--tasks /nonexistent/enqueued.txt: no such file or directory"},
+		{"task list is a directory", "", []string{"wait", "--tasks", os.TempDir()}, "--tasks " + os.TempDir() + ": is a directory; want a file"},
 		{"line too long", "GOOG\n" + long, []string{"enqueue", "--file", "-"}, "line 2"},
 		{"unknown flag", "", []string{"enqueue", "--bogus", "GOOG"}, "--bogus"},
 		{"unknown command", "", []string{"frobnicate"}, "frobnicate"},
@@ -290,20 +310,84 @@ func TestRedisURLFlagOverridesEnv(t *testing.T) {
 	}
 }
 
+// TestRedisDown: every command that talks to Redis says in one line that
+// it cannot be reached, where, and why, without the URL's password; enqueue
+// adds what it did not enqueue.
 func TestRedisDown(t *testing.T) {
 	t.Parallel()
-	for _, args := range [][]string{{"enqueue", "GOOG"}, {"stats"}, {"wait"}} {
-		r := run(t, "redis://127.0.0.1:1/1", "", args...)
-		if r.code != 1 {
-			t.Errorf("%q: exit %d, want 1", args, r.code)
+	const down = "redis://:s3cret@127.0.0.1:1/1"
+	const line = "producer: redis at 127.0.0.1:1 is unreachable: dial tcp 127.0.0.1:1: connect: connection refused"
+	for _, tt := range []struct {
+		stdin string
+		args  []string
+	}{
+		{"", []string{"stats"}},
+		{"", []string{"wait"}},
+		{"x\tGOOG\tdefault\n", []string{"wait", "--tasks", "-", "--timeout", "5s"}},
+		{"", []string{"tasks", "list", "--state", "archived"}},
+		{"", []string{"tasks", "retry", "--all-archived"}},
+		{"", []string{"tasks", "delete", "--state", "archived", "x"}},
+		{"", []string{"tasks", "cancel", "x"}},
+		{"", []string{"pause", "low"}},
+		{"", []string{"unpause", "low"}},
+		{"", []string{"queue", "list"}},
+		{"", []string{"queue", "delete", "low", "--force"}},
+	} {
+		r := run(t, down, tt.stdin, tt.args...)
+		if r.code != 1 || r.stderr != line+"\n" {
+			t.Errorf("%q: exit %d, stderr %q; want 1 and %q", tt.args, r.code, r.stderr, line)
 		}
-		wantStderrLine(t, r, "connection refused")
+	}
+
+	r := run(t, down, "", "enqueue", "GOOG", "MSFT")
+	if r.code != 1 {
+		t.Errorf("enqueue: exit %d, want 1", r.code)
+	}
+	want := []string{
+		"producer: not enqueued: GOOG: not attempted: dial tcp 127.0.0.1:1: connect: connection refused",
+		"producer: not enqueued: MSFT: not attempted: dial tcp 127.0.0.1:1: connect: connection refused",
+		line + "; 2 of 2 symbols not enqueued",
+	}
+	got := strings.Split(strings.TrimSuffix(r.stderr, "\n"), "\n")
+	if len(got) != len(want) || strings.Contains(r.stderr, "s3cret") {
+		t.Fatalf("enqueue: stderr %q, want %d lines without the password", r.stderr, len(want))
+	}
+	for i := range want {
+		if !strings.HasPrefix(got[i], want[i]) {
+			t.Errorf("enqueue: stderr line %d = %q, want it to start %q", i+1, got[i], want[i])
+		}
+	}
+}
+
+// TestRedisDownFailedFile is the documented re-run after Redis could not
+// be reached at all: every symbol is in --failed-file, and --file takes it.
+func TestRedisDownFailedFile(t *testing.T) {
+	t.Parallel()
+	left := filepath.Join(t.TempDir(), "left.txt")
+	r := run(t, "redis://127.0.0.1:1/1", "", "enqueue", "--failed-file", left, "IBM", "msft")
+	if r.code != 1 {
+		t.Errorf("exit %d, want 1", r.code)
+	}
+	if want := "producer: redis at 127.0.0.1:1 is unreachable: dial tcp 127.0.0.1:1: connect: connection refused; " +
+		"2 of 2 symbols not enqueued: 2 failed (not in redis); listed in " + left + "\n"; r.stderr != want {
+		t.Errorf("stderr = %q, want %q", r.stderr, want)
+	}
+	data, err := os.ReadFile(left)
+	if err != nil || string(data) != "IBM\nMSFT\n" {
+		t.Fatalf("failed file = %q (%v), want IBM and MSFT, one a line", data, err)
+	}
+
+	url := testenv.RedisURL(t)
+	out := mustRun(t, url, "", "enqueue", "--file", left)
+	if got := ids(out); len(got) != 2 || !strings.Contains(out, "\tIBM\tdefault\n") || !strings.Contains(out, "\tMSFT\tdefault\n") {
+		t.Errorf("re-run with --file %s: stdout %q, want IBM and MSFT enqueued", left, out)
 	}
 }
 
 func TestHelp(t *testing.T) {
 	t.Parallel()
-	for _, args := range [][]string{{"--help"}, {"enqueue", "--help"}, {"stats", "--help"}, {"wait", "-h"}, {"help", "enqueue"}, {"ui", "--help"}} {
+	for _, args := range [][]string{{"--help"}, {"enqueue", "--help"}, {"stats", "--help"}, {"wait", "-h"}, {"help", "enqueue"}, {"ui", "--help"},
+		{"queue", "--help"}, {"queue", "list", "--help"}, {"queue", "delete", "--help"}} {
 		r := run(t, "redis://127.0.0.1:1/1", "", args...)
 		if r.code != 0 || !strings.Contains(r.stdout, "Usage:") || r.stderr != "" {
 			t.Errorf("%q: exit %d, stdout %q, stderr %q; want 0 and usage on stdout", args, r.code, r.stdout, r.stderr)
@@ -311,22 +395,53 @@ func TestHelp(t *testing.T) {
 	}
 }
 
+// wantWaiting checks that stderr starts with the line in which wait names
+// what it waits for, and returns r without it.
+func wantWaiting(t *testing.T, r result, line string) result {
+	t.Helper()
+	first, rest, _ := strings.Cut(r.stderr, "\n")
+	if first != line {
+		t.Errorf("first stderr line %q, want %q", first, line)
+	}
+	r.stderr = rest
+	return r
+}
+
 func TestWait(t *testing.T) {
 	t.Parallel()
 	url := testenv.RedisURL(t)
-	mustRun(t, url, "", "wait", "--timeout", "5s")
+	r := run(t, url, "", "wait", "--timeout", "5s")
+	wantCode(t, r, 0, "wait with no queue")
+	wantWaiting(t, r, "producer: waiting up to 5s for every queue (there are none yet)")
+	if r.stdout != "0 queues done: there are none\n" {
+		t.Errorf("wait with no queue: stdout %q", r.stdout)
+	}
 
 	mustRun(t, url, "", "enqueue", "GOOG", "MSFT")
-	r := run(t, url, "", "wait", "--timeout", "200ms")
-	if r.code != 1 {
-		t.Errorf("wait with pending tasks: exit %d, want 1", r.code)
-	}
-	wantStderrLine(t, r, "timed out", "default (pending 2")
+	r = run(t, url, "", "wait", "--timeout", "200ms")
+	wantCode(t, r, 1, "wait with pending tasks")
+	r = wantWaiting(t, r, "producer: waiting up to 200ms for every queue, now default")
+	wantStderrLine(t, r, "timed out", "default (pending 2, active 0, scheduled 0, retry 0; no running worker serves it)")
 
-	mustRun(t, url, "", "wait", "--queue", "critical", "--timeout", "5s")
+	r = run(t, url, "", "wait", "--queue", "critical", "--queue", "low", "--queue", "critical")
+	wantCode(t, r, 0, "wait on empty queues")
+	wantWaiting(t, r, "producer: waiting for queues critical, low")
+	if r.stdout != "2 queues done: critical, low\n" {
+		t.Errorf("wait on critical and low: stdout %q", r.stdout)
+	}
 	r = run(t, url, "", "wait", "--queue", "critical", "--queue", "default", "--timeout", "200ms", "--poll", "20ms")
-	if r.code != 1 {
-		t.Errorf("wait on critical and default: exit %d, want 1", r.code)
+	wantCode(t, r, 1, "wait on critical and default")
+	wantWaiting(t, r, "producer: waiting up to 200ms for queues critical, default")
+
+	startWorker(t, url, "default")
+	r = run(t, url, "x\tGOOG\tdefault\n", "wait", "--tasks", "-", "--timeout", "20s")
+	wantCode(t, r, 0, "wait for a task not found")
+	wantWaiting(t, r, "producer: waiting up to 20s for 1 task in queue default")
+	r = run(t, url, "", "wait", "--timeout", "20s")
+	wantCode(t, r, 0, "wait with a worker")
+	wantWaiting(t, r, "producer: waiting up to 20s for every queue, now default")
+	if r.stdout != "1 queue done: default\n" {
+		t.Errorf("wait with a worker: stdout %q", r.stdout)
 	}
 }
 

@@ -3,10 +3,8 @@ package main
 import (
 	"fmt"
 
-	"github.com/hibiken/asynq"
 	"github.com/spf13/cobra"
 
-	"github.com/tickerq/tickerq/internal/cli"
 	"github.com/tickerq/tickerq/internal/queue"
 )
 
@@ -39,21 +37,15 @@ Unpausing a queue that is not paused changes nothing.`,
 		Short: short,
 		Long: long + `
 
-It prints one line, e.g. "paused queue low", or with --json one object:
+It prints one line, e.g. "` + name + `d queue low", or with --json one object:
 {"queue":…,"paused":…,"changed":…} (changed false when it already was so).`,
 		Example: example,
-		Args: func(_ *cobra.Command, args []string) error {
-			if len(args) != 1 {
-				return cli.Usagef("want exactly one queue name, got %d arguments", len(args))
-			}
-			return checkQueueArg("queue", args[0])
-		},
+		Args:    oneQueueArg,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			e, err := g.load(cmd)
+			e, inspector, err := g.inspect(cmd)
 			if err != nil {
 				return err
 			}
-			inspector := asynq.NewInspector(e.redis)
 			defer inspector.Close()
 			rdb, err := e.redisClient()
 			if err != nil {

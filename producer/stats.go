@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -27,38 +28,38 @@ pending, active, scheduled, retry, archived, completed, processed and failed
 ([] when there are no queues).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			e, err := g.load(cmd)
-			if err != nil {
-				return err
-			}
-			inspector := asynq.NewInspector(e.redis)
-			defer inspector.Close()
-			all, err := queue.Stats(cmd.Context(), inspector)
-			if err != nil {
-				return interrupted(cmd.Context(), fmt.Errorf("stats: %w", err))
-			}
-			if asJSON {
-				return printStatsJSON(cmd.OutOrStdout(), all)
-			}
-			return printStatsTable(cmd.OutOrStdout(), all)
+			return listQueues(cmd, g, "stats", asJSON, queue.Stats, printStatsTable)
 		},
 	}
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print one JSON array")
 	return cmd
 }
 
-func printStatsJSON(out io.Writer, all []queue.QueueStats) error {
-	if all == nil {
-		all = []queue.QueueStats{}
+// listQueues is a per-queue listing (stats, queue list): it reads every
+// queue with read and prints it with table, or with --json as one JSON
+// array ([] when there are no queues). what names it in errors.
+func listQueues[T any](cmd *cobra.Command, g *globals, what string, asJSON bool,
+	read func(context.Context, *asynq.Inspector) ([]T, error), table func(io.Writer, []T) error) error {
+	_, inspector, err := g.inspect(cmd)
+	if err != nil {
+		return err
 	}
-	w := bufio.NewWriter(out)
+	defer inspector.Close()
+	all, err := read(cmd.Context(), inspector)
+	if err != nil {
+		return interrupted(cmd.Context(), fmt.Errorf("%s: %w", what, err))
+	}
+	if !asJSON {
+		return table(cmd.OutOrStdout(), all)
+	}
+	if all == nil {
+		all = []T{}
+	}
+	w := bufio.NewWriter(cmd.OutOrStdout())
 	if err := json.NewEncoder(w).Encode(all); err != nil {
 		return fmt.Errorf("write output: %w", err)
 	}
-	if err := w.Flush(); err != nil {
-		return fmt.Errorf("write output: %w", err)
-	}
-	return nil
+	return writeErr(w.Flush())
 }
 
 func printStatsTable(out io.Writer, all []queue.QueueStats) error {

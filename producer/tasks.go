@@ -89,18 +89,17 @@ func runList(cmd *cobra.Command, g *globals, f *listFlags) error {
 	if err := checkQueueName(f.queue); err != nil {
 		return err
 	}
-	state, err := parseStateFlag(cmd, f.state)
+	state, err := parseStateFlag(cmd, f.state, queue.States)
 	if err != nil {
 		return err
 	}
 	if f.limit < 0 {
 		return cli.Usagef("--limit %d: want 0 (all) or more", f.limit)
 	}
-	e, err := g.load(cmd)
+	_, inspector, err := g.inspect(cmd)
 	if err != nil {
 		return err
 	}
-	inspector := asynq.NewInspector(e.redis)
 	defer inspector.Close()
 
 	ctx := cmd.Context()
@@ -153,12 +152,12 @@ func stateCount(inspector *asynq.Inspector, name string, state asynq.TaskState) 
 // field keeps a value to one tab-separated field of one line.
 func field(s string) string { return strings.Join(strings.Fields(s), " ") }
 
-// parseStateFlag checks the required --state.
-func parseStateFlag(cmd *cobra.Command, raw string) (asynq.TaskState, error) {
+// parseStateFlag checks the required --state, one of allowed.
+func parseStateFlag(cmd *cobra.Command, raw string, allowed []string) (asynq.TaskState, error) {
 	if !cmd.Flags().Changed("state") {
-		return 0, cli.Usagef("--state is required: one of %s", strings.Join(queue.States, ", "))
+		return 0, cli.Usagef("--state is required: one of %s", strings.Join(allowed, ", "))
 	}
-	s, err := queue.ParseState(raw)
+	s, err := queue.ParseState(raw, allowed)
 	if err != nil {
 		return 0, cli.Usagef("--state: %w", err)
 	}
@@ -208,11 +207,11 @@ func tasksDeleteCmd(g *globals) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "delete [--queue Q] --state S (ID... | --all) [--json]",
 		Short: "Delete tasks of a queue in one state",
-		Long: `delete deletes the named tasks of queue Q; each must be in state S (pending,
-scheduled, retry, archived or completed), so that an id from an old listing
-never deletes a task that has moved on. With --all it deletes every task of
-the queue in state S and prints how many. Active tasks cannot be deleted:
-cancel them.
+		Long: `delete deletes the named tasks of queue Q; each must be in state S (` + strings.Join(queue.DeletableStates, ", ") + `),
+so that an id from an old listing never deletes a task that has moved on.
+With --all it deletes every task of the queue in state S and prints how
+many. Running (active) tasks cannot be deleted: cancel them with producer
+tasks cancel.
 
 It prints ID<TAB>SYMBOL<TAB>QUEUE<TAB>deleted (was STATE) per task and a
 count, or with --json one object per task: id, symbol, queue, state, action,
@@ -220,12 +219,12 @@ ok and error; with --all one object: queue, state, deleted.`,
 		Example: `  producer tasks delete --queue default --state archived 3f1c9a2e-...
   producer tasks delete --queue low --state scheduled --all --json`,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			state, err := parseStateFlag(cmd, f.state)
+			if f.state == asynq.TaskStateActive.String() {
+				return cli.Usagef("--state active: running tasks cannot be deleted; cancel them instead: producer tasks cancel ID...")
+			}
+			state, err := parseStateFlag(cmd, f.state, queue.DeletableStates)
 			if err != nil {
 				return err
-			}
-			if state == asynq.TaskStateActive {
-				return cli.Usagef("--state active: running tasks cannot be deleted; cancel them with producer tasks cancel")
 			}
 			return runOp(cmd, g, &f, args, "all", func(ctx context.Context, in *asynq.Inspector) ([]queue.Outcome, error) {
 				return queue.Delete(ctx, in, f.queue, state, args)
@@ -236,7 +235,7 @@ ok and error; with --all one object: queue, state, deleted.`,
 	}
 	fl := cmd.Flags()
 	fl.StringVar(&f.queue, "queue", queue.DefaultQueue, "queue of the tasks")
-	fl.StringVar(&f.state, "state", "", "state the tasks are in: pending, scheduled, retry, archived, completed (required)")
+	fl.StringVar(&f.state, "state", "", "state the tasks are in: "+strings.Join(queue.DeletableStates, ", ")+" (required)")
 	fl.BoolVar(&f.all, "all", false, "delete every task of the queue in --state")
 	fl.BoolVar(&f.json, "json", false, "print JSON objects, one a line")
 	return cmd
@@ -301,11 +300,10 @@ func runOp(cmd *cobra.Command, g *globals, f *opFlags, ids []string, allFlag str
 			return cli.Usagef("task id %q: want a non-empty id without whitespace", id)
 		}
 	}
-	e, err := g.load(cmd)
+	_, inspector, err := g.inspect(cmd)
 	if err != nil {
 		return err
 	}
-	inspector := asynq.NewInspector(e.redis)
 	defer inspector.Close()
 	ctx := cmd.Context()
 	out := cmd.OutOrStdout()

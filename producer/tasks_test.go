@@ -266,9 +266,10 @@ func TestTasksUsageErrors(t *testing.T) {
 		{[]string{"tasks", "retry"}, "no task ids given: pass them as arguments, or --all-archived"},
 		{[]string{"tasks", "retry", "--all-archived", "x"}, "task ids and --all-archived cannot be used together"},
 		{[]string{"tasks", "retry", ""}, `task id ""`},
-		{[]string{"tasks", "delete", "x"}, "--state is required"},
+		{[]string{"tasks", "delete", "x"}, "--state is required: one of pending, scheduled, retry, archived, completed"},
+		{[]string{"tasks", "delete", "--state", "done", "x"}, `--state: state "done": want one of pending, scheduled, retry, archived, completed`},
 		{[]string{"tasks", "delete", "--state", "pending"}, "no task ids given"},
-		{[]string{"tasks", "delete", "--state", "active", "x"}, "cancel them"},
+		{[]string{"tasks", "delete", "--state", "active", "x"}, "--state active: running tasks cannot be deleted; cancel them instead: producer tasks cancel ID"},
 		{[]string{"tasks", "delete", "--state", "pending", "--all", "x"}, "task ids and --all cannot"},
 		{[]string{"tasks", "cancel"}, "no task ids given"},
 		{[]string{"pause"}, "want exactly one queue name"},
@@ -429,6 +430,7 @@ func TestPauseQueue(t *testing.T) {
 	}
 	r := run(t, url, low, "wait", "--tasks", "-", "--timeout", "1s")
 	wantCode(t, r, 1, "wait for the paused queue")
+	r = wantWaiting(t, r, "producer: waiting up to 1s for 2 tasks in queue low")
 	wantStderrLine(t, r, "still outstanding: 2 of 2 tasks: low (pending 2)")
 
 	if out := mustRun(t, url, "", "unpause", "--json", "low"); out != `{"queue":"low","paused":false,"changed":true}`+"\n" {
@@ -459,6 +461,7 @@ func TestWaitTasks(t *testing.T) {
 
 	r := run(t, url, text+"\n"+asJSON, "wait", "--tasks", "-", "--timeout", "300ms")
 	wantCode(t, r, 1, "wait for pending and scheduled tasks")
+	r = wantWaiting(t, r, "producer: waiting up to 300ms for 3 tasks in queues default, low")
 	wantStderrLine(t, r, "timed out; still outstanding: 3 of 3 tasks: default (pending 2), low (scheduled 1); ", "IBM (scheduled in low)")
 	if r.stdout != "" {
 		t.Errorf("stdout on timeout = %q, want nothing", r.stdout)

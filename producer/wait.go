@@ -4,8 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
-	"os"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/hibiken/asynq"
@@ -30,19 +30,25 @@ func waitCmd(g *globals) *cobra.Command {
 		Use:   "wait [--timeout DURATION] [--queue Q]... | --tasks FILE",
 		Short: "Wait until no task is pending, active, scheduled or waiting to retry",
 		Long: `wait polls the queues until none holds a task that is pending, active,
-scheduled or waiting to retry, then exits 0. Archived and completed tasks do
-not count. With --queue it watches only the named queues (a queue that does
-not exist yet counts as empty); without, every queue.
+scheduled or waiting to retry, then prints one line, e.g. "2 queues done:
+critical, default", and exits 0. Archived and completed tasks do not count.
+With --queue it watches only the named queues (a queue that does not exist
+yet counts as empty); without, every queue. Once it has looked, stderr says
+which queues it waits for, e.g. "producer: waiting up to 1m for every
+queue, now critical, default".
 
 With --tasks FILE ('-' is stdin) it waits only for the tasks listed there,
 as producer enqueue printed them (ID<TAB>SYMBOL<TAB>QUEUE lines or --json
-objects), and then prints one line: how many completed, were archived, or
-are no longer in Redis. A task not found at the first look is done (it was
-deleted, or completed without retention) or was never enqueued in this
-Redis; a task that disappears while wait watches it completed without
-retention or was deleted. On a terminal, stderr shows the progress.
+objects), saying on stderr how many in which queues, and then prints one
+line: how many completed, were archived, or are no longer in Redis. A task
+not found at the first look is done (it was deleted, or completed without
+retention) or was never enqueued in this Redis; a task that disappears while
+wait watches it completed without retention or was deleted. On a terminal,
+stderr shows the progress.
 
-On --timeout it exits 1, naming what is still outstanding. 0 means no limit.
+On --timeout it exits 1, naming each queue (and with --tasks each task)
+still outstanding with its counts, and a queue no running worker serves: a
+mistyped queue, say, which producer queue delete removes. 0 means no limit.
 A task list that cannot be read exits 2 naming the line.`,
 		Example: `  producer enqueue --file symbols.txt && producer wait --timeout 10m
   producer wait --queue critical --queue default
@@ -96,11 +102,9 @@ func runWait(cmd *cobra.Command, g *globals, f *waitFlags) error {
 		defer cancel()
 	}
 	if refs != nil {
-		err = waitTasks(ctx, cmd, e, refs, f.poll)
+		err = waitTasks(ctx, cmd, e, refs, f)
 	} else {
-		inspector := asynq.NewInspector(e.redis)
-		defer inspector.Close()
-		err = queue.Wait(ctx, inspector, f.queues, f.poll)
+		err = waitQueues(ctx, cmd, e, f)
 	}
 	if errors.Is(err, queue.ErrTimeout) {
 		return fmt.Errorf("wait --timeout %s: %w", f.timeout, err)
@@ -110,15 +114,11 @@ func runWait(cmd *cobra.Command, g *globals, f *waitFlags) error {
 
 // readTaskList reads the --tasks file ('-': stdin).
 func readTaskList(cmd *cobra.Command, name string) ([]queue.TaskRef, error) {
-	var r io.Reader = cmd.InOrStdin()
-	if name != "-" {
-		file, err := os.Open(name)
-		if err != nil {
-			return nil, cli.Usagef("--tasks: %w", err)
-		}
-		defer file.Close()
-		r = file
+	r, err := openInput(cmd, "tasks", name)
+	if err != nil {
+		return nil, err
 	}
+	defer r.Close()
 	refs, err := queue.ReadTaskList(r)
 	if errors.Is(err, queue.ErrBadTaskList) {
 		return nil, cli.Usagef("--tasks %s: %w", name, err)
@@ -132,9 +132,57 @@ func readTaskList(cmd *cobra.Command, name string) ([]queue.TaskRef, error) {
 	return refs, nil
 }
 
-// waitTasks waits for refs, showing progress on a terminal, and prints what
-// became of them.
-func waitTasks(ctx context.Context, cmd *cobra.Command, e env, refs []queue.TaskRef, poll time.Duration) error {
+// waitQueues waits for the queues f names (every queue when none), saying
+// on stderr which once it first looked, and prints them once they are done.
+func waitQueues(ctx context.Context, cmd *cobra.Command, e env, f *waitFlags) error {
+	inspector := asynq.NewInspector(e.redis)
+	defer inspector.Close()
+	watched, err := queue.Wait(ctx, inspector, f.queues, f.poll, func(watched []string) {
+		what := queueNames(watched)
+		switch {
+		case len(f.queues) > 0:
+		case len(watched) == 0:
+			what = "every queue (there are none yet)"
+		default:
+			what = "every queue, now " + strings.Join(watched, ", ")
+		}
+		fmt.Fprintf(cmd.ErrOrStderr(), "producer: waiting%s for %s\n", upTo(f.timeout), what)
+	})
+	if err != nil {
+		return err
+	}
+	done := fmt.Sprintf("%d queues done: %s", len(watched), strings.Join(watched, ", "))
+	switch len(watched) {
+	case 0:
+		done = "0 queues done: there are none"
+	case 1:
+		done = "1 queue done: " + watched[0]
+	}
+	_, err = fmt.Fprintln(cmd.OutOrStdout(), done)
+	return writeErr(err)
+}
+
+// queueNames is "queue Q" or "queues A, B" for names, sorted, without
+// repeats.
+func queueNames(names []string) string {
+	names = slices.Compact(slices.Sorted(slices.Values(names)))
+	if len(names) == 1 {
+		return "queue " + names[0]
+	}
+	return "queues " + strings.Join(names, ", ")
+}
+
+// upTo is " up to D" for a --timeout D, "" for none.
+func upTo(timeout time.Duration) string {
+	if timeout <= 0 {
+		return ""
+	}
+	return " up to " + timeout.String()
+}
+
+// waitTasks waits for refs, saying on stderr how many in which queues and
+// showing progress on a terminal, and prints what became of them.
+func waitTasks(ctx context.Context, cmd *cobra.Command, e env, refs []queue.TaskRef, f *waitFlags) error {
 	rdb, err := e.redisClient()
 	if err != nil {
 		return err
@@ -142,10 +190,22 @@ func waitTasks(ctx context.Context, cmd *cobra.Command, e env, refs []queue.Task
 	defer rdb.Close()
 
 	errOut := cmd.ErrOrStderr()
+	queues := make([]string, len(refs))
+	for i, r := range refs {
+		queues[i] = r.Queue
+	}
 	line := progress.NewLine(errOut, progress.IsTerminal(errOut))
 	counter := progress.NewCounter(line, "done", len(refs))
 	prev := 0
-	w, err := queue.WaitTasks(ctx, rdb, refs, poll, func(w queue.TaskWait) {
+	w, err := queue.WaitTasks(ctx, rdb, refs, f.poll, func(w queue.TaskWait) {
+		if len(queues) > 0 { // the first look; queues is nil after it
+			n := fmt.Sprintf("%d tasks", len(refs))
+			if len(refs) == 1 {
+				n = "1 task"
+			}
+			fmt.Fprintf(errOut, "producer: waiting%s for %s in %s\n", upTo(f.timeout), n, queueNames(queues))
+			queues = nil
+		}
 		counter.Add(w.Done() - prev)
 		prev = w.Done()
 	})

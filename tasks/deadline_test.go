@@ -39,8 +39,8 @@ func TestNewQuoteFetchTaskWithDeadline(t *testing.T) {
 	if _, err := NewQuoteFetchTaskWithDeadline("b@d", deadline); !errors.Is(err, ErrInvalidSymbol) {
 		t.Errorf("bad symbol: err = %v, want ErrInvalidSymbol", err)
 	}
-	if _, err := NewQuoteFetchTaskWithDeadline("GOOG", deadline, asynq.MaxRetry(0)); !errors.Is(err, ErrInvalidOption) {
-		t.Errorf("MaxRetry(0): err = %v, want ErrInvalidOption", err)
+	if _, err := NewQuoteFetchTaskWithDeadline("GOOG", deadline, asynq.Timeout(time.Millisecond)); !errors.Is(err, ErrInvalidOption) {
+		t.Errorf("Timeout(1ms): err = %v, want ErrInvalidOption", err)
 	}
 }
 

@@ -22,7 +22,7 @@ import (
 // itself:
 //
 //   - a counted failure after n retries is archived at once (asynq.SkipRetry,
-//     "retries exhausted");
+//     "retries exhausted"); with n = 0, the first one;
 //   - a rate-limited attempt is never counted (IsFailure), so Retried stays
 //     at most n, under asynq's n+1, and asynq never archives it;
 //   - an attempt that starts after more than n retries, because asynq

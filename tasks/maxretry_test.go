@@ -133,6 +133,28 @@ func TestRetriesExhausted(t *testing.T) {
 		retried: 2, calls: 3, failed: 3, lastErr: []string{"retries exhausted (2 allowed)", "500"}})
 }
 
+// TestNoRetries: with MaxRetry 0 a rate limit is still no failure (the 429
+// goes back to asynq and the task runs again after its Retry-After), and
+// the first counted failure archives the task, without a retry.
+func TestNoRetries(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	const symbol, queue = "ZERO.R", "no_retries"
+	var arr arrivals
+	api := newFakeAPI(t, symbol, arr.record(sequence(rateLimited(func() string { return "2" }), body(500, "boom"))))
+	e.startWorker(t, api.URL, queue, workerForward)
+	enq := e.enqueue(t, symbol, queue, asynq.MaxRetry(0))
+	checkEnqueued(t, enq, 0)
+
+	e.checkArchived(t, api, e.waitFinished(t, queue, enq.ID), archivedAfter{
+		retried: 0, calls: 2, failed: 1, lastErr: []string{"retries exhausted (0 allowed)", "500"}})
+	// asynq keeps a retry's time in whole seconds, so it may come up to 1s
+	// early.
+	if g := arr.gap(0, 1); g < time.Second {
+		t.Errorf("asked again %v after the 429, want about its Retry-After of 2s", g)
+	}
+}
+
 // TestLastAttemptTimeout: an attempt that times out on the last allowed
 // attempt is archived then, without one attempt more, although asynq, which
 // has one retry more, would retry its own timeout.

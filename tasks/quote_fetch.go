@@ -26,10 +26,11 @@ const (
 	DefaultMaxRetry = 10
 	// DefaultRetention keeps completed jobs and their results visible.
 	DefaultRetention = 24 * time.Hour
-	// MinMaxRetry is the least MaxRetry a quote fetch accepts: asynq archives
-	// a task with no retries left even when its error (a 429) is not a
-	// failure, so a rate-limited job needs at least one.
-	MinMaxRetry = 1
+	// MinMaxRetry is the least retry count that enqueue --max-retry and a
+	// schedule's max_retry take: 0, no retries, so that the first counted
+	// failure archives the task. A rate-limited attempt is still retried
+	// after its delay, as it is not counted (see HeaderMaxRetry).
+	MinMaxRetry = 0
 	// MinTimeout is the least Timeout accepted: asynq keeps whole seconds, and
 	// a zero timeout would mean asynq's default of 30 minutes.
 	MinTimeout = time.Second
@@ -42,12 +43,16 @@ var ErrInvalidOption = errors.New("invalid task option")
 // contract's pattern after upper-casing.
 var ErrInvalidSymbol = errors.New("invalid symbol")
 
+// SymbolRule says in words what NormalizeSymbol accepts, for the errors
+// people read: the pattern `^[A-Z0-9][A-Z0-9.\-]{0,14}$` after upper-casing.
+const SymbolRule = "want 1-15 characters of A-Z, 0-9, '.' and '-' (letters are upper-cased first), starting with a letter or digit"
+
 // NormalizeSymbol upper-cases s and checks it against the symbol pattern
 // `^[A-Z0-9][A-Z0-9.\-]{0,14}$` (e.g. GOOG, BRK.B, RDS-A).
 func NormalizeSymbol(s string) (string, error) {
 	sym := strings.ToUpper(s)
 	if !validSymbol(sym) {
-		return "", fmt.Errorf("%w %q: want 1-15 characters of A-Z, 0-9, '.' or '-', starting with a letter or digit", ErrInvalidSymbol, s)
+		return "", fmt.Errorf("%w %q: %s", ErrInvalidSymbol, s, SymbolRule)
 	}
 	return sym, nil
 }
@@ -78,7 +83,7 @@ type QuoteFetchPayload struct {
 // symbol. The symbol is normalized and validated. The task carries
 // DefaultTimeout, DefaultMaxRetry and DefaultRetention; opts are applied after
 // them, so a caller's Timeout, MaxRetry or Retention takes precedence, but a
-// MaxRetry under MinMaxRetry or a Timeout under MinTimeout is refused.
+// Timeout under MinTimeout is refused. MaxRetry(0) means no retries.
 //
 // The caller's MaxRetry n (or DefaultMaxRetry) is carried in HeaderMaxRetry
 // and enforced by the handler; asynq is given MaxRetry(n+1), which is what
@@ -96,13 +101,9 @@ func newQuoteFetchTask(symbol string, headers map[string]string, opts []asynq.Op
 	for _, o := range opts {
 		switch v := o.Value().(type) {
 		case int:
-			if o.Type() != asynq.MaxRetryOpt {
-				break
+			if o.Type() == asynq.MaxRetryOpt {
+				maxRetry = v // the last one wins, as in asynq, which makes a negative 0
 			}
-			if v < MinMaxRetry {
-				return nil, fmt.Errorf("%w: MaxRetry(%d): want at least %d, so a rate-limited job can be retried", ErrInvalidOption, v, MinMaxRetry)
-			}
-			maxRetry = v // the last one wins, as in asynq
 		case time.Duration:
 			if o.Type() == asynq.TimeoutOpt && v < MinTimeout {
 				return nil, fmt.Errorf("%w: Timeout(%s): want at least %s", ErrInvalidOption, v, MinTimeout)

@@ -28,7 +28,7 @@ func TestNewQuoteFetchTask(t *testing.T) {
 		{"empty", "", nil, "", ErrInvalidSymbol},
 		{"too long", "ABCDEFGHIJKLMNOP", nil, "", ErrInvalidSymbol},
 		{"leading dot", ".A", nil, "", ErrInvalidSymbol},
-		{"zero retries", "GOOG", []asynq.Option{asynq.MaxRetry(0)}, "", ErrInvalidOption},
+		{"zero retries", "GOOG", []asynq.Option{asynq.MaxRetry(0)}, "GOOG", nil},
 		{"sub-second timeout", "GOOG", []asynq.Option{asynq.Timeout(500 * time.Millisecond)}, "", ErrInvalidOption},
 	} {
 		task, err := NewQuoteFetchTask(tc.symbol, tc.opts...)

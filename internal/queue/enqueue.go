@@ -189,6 +189,19 @@ func EnqueueAll(ctx context.Context, client *asynq.Client, symbols []string, cfg
 	return results, nil
 }
 
+// NotAttempted is EnqueueAll's account when no symbol could be tried at
+// all, because of cause (Redis did not answer before the first call, say):
+// every symbol Failed, its error wrapping ErrNotAttempted and cause, bound
+// for the queue that opts name.
+func NotAttempted(symbols []string, opts []asynq.Option, cause error) []Result {
+	q := queueOf(opts)
+	results := make([]Result, len(symbols))
+	for i, sym := range symbols {
+		results[i] = Result{Symbol: sym, Queue: q, Outcome: Failed, Err: fmt.Errorf("%w: %w", ErrNotAttempted, cause)}
+	}
+	return results
+}
+
 // enqueuer enqueues the symbols of one EnqueueAll.
 type enqueuer struct {
 	client    *asynq.Client

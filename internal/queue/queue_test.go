@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -258,7 +259,7 @@ func TestStatsSortedAndTotals(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
 	defer cancel()
-	if err := Wait(ctx, b.inspector, []string{"alpha"}, 20*time.Millisecond); err != nil {
+	if _, err := Wait(ctx, b.inspector, []string{"alpha"}, 20*time.Millisecond, nil); err != nil {
 		t.Fatalf("Wait(alpha): %v", err)
 	}
 	all, err := Stats(t.Context(), b.inspector)
@@ -282,9 +283,18 @@ func TestWait(t *testing.T) {
 		b := setup(t)
 		ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
 		defer cancel()
-		for _, queues := range [][]string{nil, {"default", "never-created"}} {
-			if err := Wait(ctx, b.inspector, queues, 0); err != nil {
-				t.Errorf("Wait(%q) = %v, want nil", queues, err)
+		mustEnqueue(t, b, []string{"GOOG"}, asynq.Queue("low"))
+		runWorker(t, b, "low")
+		for _, tc := range []struct {
+			queues, want []string
+		}{
+			{nil, []string{"low"}},
+			{[]string{"never-created", "default", "default"}, []string{"default", "never-created"}},
+		} {
+			var first []string
+			watched, err := Wait(ctx, b.inspector, tc.queues, 0, func(w []string) { first = w })
+			if err != nil || !slices.Equal(watched, tc.want) || !slices.Equal(first, tc.want) {
+				t.Errorf("Wait(%q) = %q, %v, started with %q; want %q watched", tc.queues, watched, err, first, tc.want)
 			}
 		}
 	})
@@ -295,7 +305,7 @@ func TestWait(t *testing.T) {
 		mustEnqueue(t, b, []string{"GOOG"}, asynq.Queue("low"))
 		ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
 		defer cancel()
-		if err := Wait(ctx, b.inspector, []string{"default"}, 0); err != nil {
+		if _, err := Wait(ctx, b.inspector, []string{"default"}, 0, nil); err != nil {
 			t.Errorf("Wait(default) = %v, want nil", err)
 		}
 	})
@@ -309,13 +319,14 @@ func TestWait(t *testing.T) {
 			queues []string
 			want   string
 		}{
-			{nil, "still outstanding: default (pending 3, active 0, scheduled 0, retry 0), low (pending 0, active 0, scheduled 1, retry 0)"},
+			{nil, "still outstanding: default (pending 3, active 0, scheduled 0, retry 0; no running worker serves it), low (pending 0, active 0, scheduled 1, retry 0)"},
 			{[]string{"low"}, "still outstanding: low (pending 0, active 0, scheduled 1, retry 0)"},
 		}
+		runWorker(t, b, "low", "critical") // serves low, but not default
 		for _, tt := range tests {
 			ctx, cancel := context.WithTimeout(t.Context(), 200*time.Millisecond)
 			start := time.Now()
-			err := Wait(ctx, b.inspector, tt.queues, 0)
+			_, err := Wait(ctx, b.inspector, tt.queues, 0, nil)
 			cancel()
 			if !errors.Is(err, ErrTimeout) || !strings.Contains(err.Error(), tt.want) {
 				t.Errorf("Wait(%q) = %v, want ErrTimeout with %q", tt.queues, err, tt.want)
@@ -332,7 +343,7 @@ func TestWait(t *testing.T) {
 		mustEnqueue(t, b, []string{"GOOG"})
 		ctx, cancel := context.WithCancel(t.Context())
 		time.AfterFunc(100*time.Millisecond, cancel)
-		err := Wait(ctx, b.inspector, nil, 0)
+		_, err := Wait(ctx, b.inspector, nil, 0, nil)
 		if !errors.Is(err, context.Canceled) || errors.Is(err, ErrTimeout) {
 			t.Errorf("Wait = %v, want context.Canceled", err)
 		}
@@ -346,7 +357,7 @@ func TestWait(t *testing.T) {
 		runWorker(t, b, "default")
 		ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
 		defer cancel()
-		if err := Wait(ctx, b.inspector, nil, 0); err != nil {
+		if _, err := Wait(ctx, b.inspector, nil, 0, nil); err != nil {
 			t.Fatalf("Wait = %v, want nil", err)
 		}
 		got := statsOf(t, b, "default")

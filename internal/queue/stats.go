@@ -94,12 +94,15 @@ func queueStats(inspector *asynq.Inspector, name string) (s QueueStats, ok bool,
 }
 
 // Wait polls every poll (DefaultPoll if poll <= 0) until no task in the named
-// queues is pending, active, scheduled or waiting to retry. With no names it
-// watches every queue that exists at each poll; a named queue that does not
-// exist yet counts as empty. When ctx's deadline passes first, Wait returns
-// an error wrapping ErrTimeout that says what is still outstanding; when ctx
-// is cancelled it returns ctx.Err(), wrapped.
-func Wait(ctx context.Context, inspector *asynq.Inspector, queues []string, poll time.Duration) error {
+// queues is pending, active, scheduled or waiting to retry, and returns the
+// queues it watched at its last look, sorted. With no names it watches
+// every queue that exists at each poll; a named queue that does not exist
+// yet counts as empty. When ctx's deadline passes first, Wait returns an
+// error wrapping ErrTimeout that names each queue still holding such tasks,
+// with their counts, and says when no running worker serves it; when ctx
+// is cancelled it returns ctx.Err(), wrapped. started, if not nil, is
+// called once, after the first look, with the queues watched then.
+func Wait(ctx context.Context, inspector *asynq.Inspector, queues []string, poll time.Duration, started func(watched []string)) ([]string, error) {
 	if poll <= 0 {
 		poll = DefaultPoll
 	}
@@ -107,51 +110,63 @@ func Wait(ctx context.Context, inspector *asynq.Inspector, queues []string, poll
 	defer ticker.Stop()
 	var busy []QueueStats // as of the last complete poll
 	for {
-		now, err := outstanding(ctx, inspector, queues)
+		watched, now, err := outstanding(ctx, inspector, queues)
 		if err != nil {
 			if ctx.Err() != nil {
-				return stopped(ctx, busy)
+				return nil, stopped(ctx, inspector, busy)
 			}
-			return fmt.Errorf("wait: %w", err)
+			return nil, fmt.Errorf("wait: %w", err)
+		}
+		if started != nil {
+			started(watched)
+			started = nil
 		}
 		if len(now) == 0 {
-			return nil
+			return watched, nil
 		}
 		busy = now
 		select {
 		case <-ctx.Done():
-			return stopped(ctx, busy)
+			return nil, stopped(ctx, inspector, busy)
 		case <-ticker.C:
 		}
 	}
 }
 
-// outstanding returns the watched queues that still have tasks to run.
-func outstanding(ctx context.Context, inspector *asynq.Inspector, queues []string) ([]QueueStats, error) {
+// outstanding returns the watched queues, sorted, and those of them that
+// still have tasks to run.
+func outstanding(ctx context.Context, inspector *asynq.Inspector, queues []string) (watched []string, busy []QueueStats, err error) {
 	var all []QueueStats
-	var err error
 	if len(queues) == 0 {
 		all, err = Stats(ctx, inspector)
 	} else {
 		all, err = snapshot(ctx, inspector, queues, true)
 	}
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	return slices.DeleteFunc(all, func(s QueueStats) bool { return s.Outstanding() == 0 }), nil
+	for _, s := range all {
+		watched = append(watched, s.Queue)
+	}
+	slices.Sort(watched)
+	return slices.Compact(watched), slices.DeleteFunc(all, func(s QueueStats) bool { return s.Outstanding() == 0 }), nil
 }
 
-func stopped(ctx context.Context, busy []QueueStats) error {
+func stopped(ctx context.Context, inspector *asynq.Inspector, busy []QueueStats) error {
 	if !errors.Is(ctx.Err(), context.DeadlineExceeded) {
 		return fmt.Errorf("wait: %w", ctx.Err())
 	}
 	if len(busy) == 0 {
 		return ErrTimeout
 	}
+	servers, err := inspector.Servers()
 	parts := make([]string, len(busy))
 	for i, s := range busy {
-		parts[i] = fmt.Sprintf("%s (pending %d, active %d, scheduled %d, retry %d)",
-			s.Queue, s.Pending, s.Active, s.Scheduled, s.Retry)
+		parts[i] = fmt.Sprintf("%s (pending %d, active %d, scheduled %d, retry %d", s.Queue, s.Pending, s.Active, s.Scheduled, s.Retry)
+		if err == nil && ServedBy(servers, s.Queue) == 0 {
+			parts[i] += "; no running worker serves it"
+		}
+		parts[i] += ")"
 	}
 	return fmt.Errorf("%w; still outstanding: %s", ErrTimeout, strings.Join(parts, ", "))
 }

@@ -11,7 +11,6 @@ import (
 	"io"
 	"strconv"
 	"strings"
-	"unicode"
 
 	"github.com/tickerq/tickerq/tasks"
 )
@@ -66,34 +65,21 @@ type InvalidSymbolsError struct {
 	Symbols []string
 }
 
+// Error names each bad symbol quoted, then the rule they break.
 func (e *InvalidSymbolsError) Error() string {
 	names := make([]string, len(e.Symbols))
 	for i, s := range e.Symbols {
-		names[i] = displaySymbol(s)
+		names[i] = strconv.Quote(s)
 	}
 	noun := "invalid symbols"
 	if len(names) == 1 {
 		noun = "invalid symbol"
 	}
-	return noun + ": " + strings.Join(names, ", ")
+	return noun + " " + strings.Join(names, ", ") + ": " + tasks.SymbolRule
 }
 
 // Unwrap lets errors.Is(err, tasks.ErrInvalidSymbol) match.
 func (e *InvalidSymbolsError) Unwrap() error { return tasks.ErrInvalidSymbol }
-
-// displaySymbol shows s as typed unless that would be ambiguous in a
-// comma-separated, one-line list; then it quotes it.
-func displaySymbol(s string) string {
-	if s == "" || s != strings.TrimSpace(s) || strings.ContainsAny(s, `,"`) {
-		return strconv.Quote(s)
-	}
-	for _, r := range s {
-		if !unicode.IsPrint(r) {
-			return strconv.Quote(s)
-		}
-	}
-	return s
-}
 
 // Validate checks every symbol with tasks.NormalizeSymbol and returns them
 // normalized (upper-cased), in input order. If any is invalid it returns a

@@ -71,14 +71,14 @@ func TestValidate(t *testing.T) {
 	}{
 		{name: "none", in: nil, want: []string{}},
 		{name: "normalizes in order", in: []string{"goog", "BRK.B", "rds-a", "goog"}, want: []string{"GOOG", "BRK.B", "RDS-A", "GOOG"}},
-		{name: "one bad", in: []string{"GOOG", "BAD$"}, wantBad: []string{"BAD$"}, wantMsg: "invalid symbol: BAD$"},
+		{name: "one bad", in: []string{"GOOG", "BAD$"}, wantBad: []string{"BAD$"}, wantMsg: `invalid symbol "BAD$": ` + tasks.SymbolRule},
 		{
 			name:    "names every bad one once, in order",
 			in:      []string{"BAD$", "GOOG", "x y", "BAD$", "", "-X", "TOOLONGSYMBOL1234", "msft"},
 			wantBad: []string{"BAD$", "x y", "", "-X", "TOOLONGSYMBOL1234"},
-			wantMsg: `invalid symbols: BAD$, x y, "", -X, TOOLONGSYMBOL1234`,
+			wantMsg: `invalid symbols "BAD$", "x y", "", "-X", "TOOLONGSYMBOL1234": ` + tasks.SymbolRule,
 		},
-		{name: "quotes what would be ambiguous", in: []string{"A,B", "TAB\tX", `Q"`}, wantBad: []string{"A,B", "TAB\tX", `Q"`}, wantMsg: `invalid symbols: "A,B", "TAB\tX", "Q\""`},
+		{name: "quotes each", in: []string{"A,B", "TAB\tX", `Q"`, "AA PL"}, wantBad: []string{"A,B", "TAB\tX", `Q"`, "AA PL"}, wantMsg: `invalid symbols "A,B", "TAB\tX", "Q\"", "AA PL": ` + tasks.SymbolRule},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -27,17 +27,24 @@ var ErrTaskNotFound = errors.New("no such task")
 // States are the task states a person can ask for, in lifecycle order.
 var States = []string{"pending", "active", "scheduled", "retry", "archived", "completed"}
 
-// ParseState returns the asynq state called name (one of States).
-func ParseState(name string) (asynq.TaskState, error) {
-	for _, s := range []asynq.TaskState{
-		asynq.TaskStatePending, asynq.TaskStateActive, asynq.TaskStateScheduled,
-		asynq.TaskStateRetry, asynq.TaskStateArchived, asynq.TaskStateCompleted,
-	} {
-		if s.String() == name {
-			return s, nil
+// DeletableStates are the States whose tasks Delete and DeleteAll take:
+// all but active (a running task is cancelled, not deleted).
+var DeletableStates = []string{"pending", "scheduled", "retry", "archived", "completed"}
+
+// ParseState returns the asynq state called name, which must be one of
+// allowed (States, or a part of it).
+func ParseState(name string, allowed []string) (asynq.TaskState, error) {
+	if slices.Contains(allowed, name) {
+		for _, s := range []asynq.TaskState{
+			asynq.TaskStatePending, asynq.TaskStateActive, asynq.TaskStateScheduled,
+			asynq.TaskStateRetry, asynq.TaskStateArchived, asynq.TaskStateCompleted,
+		} {
+			if s.String() == name {
+				return s, nil
+			}
 		}
 	}
-	return 0, fmt.Errorf("state %q: want one of %s", name, strings.Join(States, ", "))
+	return 0, fmt.Errorf("state %q: want one of %s", name, strings.Join(allowed, ", "))
 }
 
 // Task is what tickerq shows of one task.

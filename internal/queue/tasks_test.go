@@ -73,15 +73,19 @@ func TestTaskDetail(t *testing.T) {
 func TestParseState(t *testing.T) {
 	t.Parallel()
 	for _, name := range States {
-		s, err := ParseState(name)
+		s, err := ParseState(name, States)
 		if err != nil || s.String() != name {
 			t.Errorf("ParseState(%q) = %v, %v", name, s, err)
 		}
 	}
 	for _, bad := range []string{"", "Pending", "aggregating", "done"} {
-		if _, err := ParseState(bad); err == nil {
+		if _, err := ParseState(bad, States); err == nil {
 			t.Errorf("ParseState(%q): want an error", bad)
 		}
+	}
+	_, err := ParseState("active", DeletableStates)
+	if want := `state "active": want one of pending, scheduled, retry, archived, completed`; err == nil || err.Error() != want {
+		t.Errorf("ParseState(active, DeletableStates) error = %v, want %q", err, want)
 	}
 }
 

@@ -432,7 +432,7 @@ func (re rawEntry) check(dir string, defaults fileDefaults, markets MarketLookup
 	}
 	if re.MaxRetry != nil {
 		if *re.MaxRetry < tasks.MinMaxRetry {
-			return nil, "", fmt.Errorf("max_retry %d: want at least %d, so a rate-limited (429) job can be retried", *re.MaxRetry, tasks.MinMaxRetry)
+			return nil, "", fmt.Errorf("max_retry %d: want %d (no retries) or more", *re.MaxRetry, tasks.MinMaxRetry)
 		}
 		e.MaxRetry = *re.MaxRetry
 	}

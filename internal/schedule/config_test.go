@@ -115,7 +115,7 @@ func TestParseInvalid(t *testing.T) {
 		{"bad symbol in file", entry("    every: 1s\n    file: bad.txt\n"), `schedule "us-minute": symbols/file: invalid symbol "not a symbol"`},
 		{"missing file", entry("    every: 1s\n    file: nope.txt\n"), `schedule "us-minute": file: open `},
 		{"bad queue", entry("    every: 1s\n    symbols: [A]\n    queue: \"a b\"\n"), `schedule "us-minute": queue "a b"`},
-		{"max_retry 0", entry("    every: 1s\n    symbols: [A]\n    max_retry: 0\n"), `schedule "us-minute": max_retry 0: want at least 1`},
+		{"max_retry negative", entry("    every: 1s\n    symbols: [A]\n    max_retry: -1\n"), `schedule "us-minute": max_retry -1: want 0 (no retries) or more`},
 		{"short timeout", entry("    every: 1s\n    symbols: [A]\n    timeout: 10ms\n"), `schedule "us-minute": timeout: 10ms: want at least 1s`},
 		{"bad retention", entry("    every: 1s\n    symbols: [A]\n    retention: forever\n"), `schedule "us-minute": retention: time: invalid duration`},
 		{"bad entry timezone", entry("    every: 1s\n    symbols: [A]\n    timezone: Nowhere\n"), `schedule "us-minute": timezone: unknown time zone Nowhere`},

@@ -1,0 +1,178 @@
+package queue
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/hibiken/asynq"
+	"github.com/rs/zerolog"
+
+	"github.com/tickerq/tickerq/internal/logging"
+	"github.com/tickerq/tickerq/tasks"
+)
+
+// waitState waits until the task id of queue is in state.
+func waitState(t *testing.T, b bundle, queue, id string, state asynq.TaskState) {
+	t.Helper()
+	for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		info, err := b.inspector.GetTaskInfo(queue, id)
+		if err == nil && info.State == state {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("task %s of queue %s: %v (%v), want %s within 15s", id, queue, info, err, state)
+		}
+	}
+}
+
+// blockingWorker runs a worker on queue whose tasks run until release is
+// closed, and returns release.
+func blockingWorker(t *testing.T, b bundle, queue string) chan struct{} {
+	t.Helper()
+	release := make(chan struct{})
+	srv := asynq.NewServer(b.redis, asynq.Config{
+		Concurrency: 2, Queues: map[string]int{queue: 1},
+		Logger: logging.Asynq{L: zerolog.Nop()}, LogLevel: asynq.FatalLevel,
+	})
+	mux := asynq.NewServeMux()
+	mux.HandleFunc(tasks.TypeQuoteFetch, func(ctx context.Context, _ *asynq.Task) error {
+		select {
+		case <-release:
+		case <-ctx.Done():
+		}
+		return nil
+	})
+	if err := srv.Start(mux); err != nil {
+		t.Fatalf("start worker: %v", err)
+	}
+	t.Cleanup(srv.Shutdown)
+	t.Cleanup(func() {
+		select {
+		case <-release:
+		default:
+			close(release)
+		}
+	})
+	return release
+}
+
+func TestQueues(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	mustEnqueue(t, b, symbolsN(2), asynq.Queue("zeta"))
+	mustEnqueue(t, b, symbolsN(1), asynq.Queue("alpha"), asynq.ProcessIn(time.Hour))
+	if err := b.inspector.PauseQueue("zeta"); err != nil {
+		t.Fatal(err)
+	}
+	runWorker(t, b, "alpha", "other")
+	var got []QueueInfo
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		var err error
+		if got, err = Queues(t.Context(), b.inspector); err != nil {
+			t.Fatal(err)
+		}
+		if len(got) == 2 && got[0].Workers == 1 || time.Now().After(deadline) {
+			break
+		}
+	}
+	want := []QueueInfo{{Queue: "alpha", Tasks: 1, Workers: 1}, {Queue: "zeta", Tasks: 2, Paused: true}}
+	if !slices.Equal(got, want) {
+		t.Errorf("Queues = %+v, want %+v", got, want)
+	}
+}
+
+func TestDeleteQueue(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	exists := func(q string) bool {
+		t.Helper()
+		names, err := b.inspector.Queues()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return slices.Contains(names, q)
+	}
+	ctx := t.Context()
+
+	if _, err := DeleteQueue(ctx, b.inspector, "nosuch", true); !errors.Is(err, ErrQueueNotFound) {
+		t.Errorf("DeleteQueue(nosuch) = %v, want ErrQueueNotFound", err)
+	}
+
+	// A mistyped queue nobody serves: refused without force, naming its
+	// tasks; gone with force.
+	mustEnqueue(t, b, []string{"IBM"}, asynq.Queue("defualt"))
+	mustEnqueue(t, b, []string{"MSFT"}, asynq.Queue("defualt"), asynq.ProcessIn(time.Hour))
+	_, err := DeleteQueue(ctx, b.inspector, "defualt", false)
+	var notEmpty *NotEmptyError
+	if !errors.As(err, &notEmpty) || err.Error() != "queue defualt holds 2 tasks (pending 1, scheduled 1): not deleted" {
+		t.Errorf("DeleteQueue(defualt) = %v, want a refusal naming 2 tasks", err)
+	}
+	if !exists("defualt") {
+		t.Fatal("refused, yet queue defualt is gone")
+	}
+	d, err := DeleteQueue(ctx, b.inspector, "defualt", true)
+	if err != nil || d.Held.String() != "2 tasks (pending 1, scheduled 1)" || exists("defualt") {
+		t.Errorf("DeleteQueue(defualt, force) = %+v, %v; want 2 tasks deleted and the queue gone", d, err)
+	}
+	if got, err := Stats(ctx, b.inspector); err != nil || len(got) != 0 {
+		t.Errorf("Stats after the delete = %+v, %v; want no queue", got, err)
+	}
+
+	// Completed tasks count, and go with the queue: asynq alone would
+	// leave them in Redis for good.
+	mustEnqueue(t, b, []string{"GOOG"}, asynq.Queue("done"), asynq.Retention(time.Hour))
+	runWorker(t, b, "done")
+	if _, err := Wait(ctx, b.inspector, []string{"done"}, 20*time.Millisecond, nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := DeleteQueue(ctx, b.inspector, "done", false); !errors.As(err, &notEmpty) || notEmpty.Held.Completed != 1 {
+		t.Errorf("DeleteQueue(done) = %v, want a refusal naming 1 completed task", err)
+	}
+	if err := b.inspector.PauseQueue("done"); err != nil {
+		t.Fatal(err)
+	}
+	d, err = DeleteQueue(ctx, b.inspector, "done", true)
+	if err != nil || d.Held.Completed != 1 || !d.Paused || d.Workers != 1 {
+		t.Errorf("DeleteQueue(done, force) = %+v, %v; want 1 completed task deleted, paused, 1 worker", d, err)
+	}
+	if n, err := redisClient(t, b).Exists(ctx, "asynq:{done}:completed").Result(); err != nil || n != 0 {
+		t.Errorf("the completed set of queue done: exists %d (%v), want deleted", n, err)
+	}
+
+	// A running task is never deleted, with force or without.
+	release := blockingWorker(t, b, "busy")
+	res := mustEnqueue(t, b, []string{"SLOW", "NEXT"}, asynq.Queue("busy"))
+	waitState(t, b, "busy", res[0].ID, asynq.TaskStateActive)
+	for _, force := range []bool{false, true} {
+		_, err := DeleteQueue(ctx, b.inspector, "busy", force)
+		if !errors.As(err, &notEmpty) || notEmpty.Held.Active == 0 || !exists("busy") {
+			t.Errorf("DeleteQueue(busy, force %v) = %v, want a refusal: tasks run", force, err)
+		}
+	}
+	close(release)
+	if _, err := Wait(ctx, b.inspector, []string{"busy"}, 20*time.Millisecond, nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := DeleteQueue(ctx, b.inspector, "busy", true); err != nil || exists("busy") {
+		t.Errorf("DeleteQueue(busy, force) once its tasks ran = %v, want it gone", err)
+	}
+}
+
+func TestCountsString(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		c    Counts
+		want string
+	}{
+		{Counts{}, "no tasks"},
+		{Counts{Retry: 1}, "1 task (retry 1)"},
+		{Counts{Pending: 2, Archived: 1, Completed: 4}, "7 tasks (pending 2, archived 1, completed 4)"},
+	} {
+		if got := tc.c.String(); got != tc.want {
+			t.Errorf("%+v.String() = %q, want %q", tc.c, got, tc.want)
+		}
+	}
+}
