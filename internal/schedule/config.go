@@ -70,7 +70,7 @@ type Entry struct {
 	Market     Market        // nil unless MarketCode is set
 	Symbols    []string      // normalized, without repeats, in file order
 	Queue      string
-	MaxRetry   int           // 0: the task's default
+	MaxRetry   int           // tasks.DefaultMaxRetry unless the entry sets max_retry; 0: no retries
 	Timeout    time.Duration // 0: the task's default
 	Retention  time.Duration
 	Location   *time.Location
@@ -342,7 +342,7 @@ func (re rawEntry) check(dir string, defaults fileDefaults, markets MarketLookup
 		return nil, "", fmt.Errorf("name %q: want lower-case letters, digits and '-', 1-63 characters, not starting with '-'", re.Name)
 	}
 	e := &Entry{
-		Name: re.Name, Queue: queue.DefaultQueue, Retention: DefaultRetention, Location: defaults.location,
+		Name: re.Name, Queue: queue.DefaultQueue, MaxRetry: tasks.DefaultMaxRetry, Retention: DefaultRetention, Location: defaults.location,
 		MisfireGrace: cmp.Or(re.MisfireGrace, defaults.misfireGrace),
 	}
 	if re.Timezone != "" {

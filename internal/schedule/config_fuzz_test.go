@@ -169,7 +169,7 @@ func writeConfig(t *testing.T, cfg *Config) []byte {
 		if e.MarketCode != "" {
 			m["market"] = e.MarketCode
 		}
-		if e.MaxRetry != 0 {
+		if e.MaxRetry != tasks.DefaultMaxRetry {
 			m["max_retry"] = e.MaxRetry
 		}
 		if e.Timeout != 0 {

@@ -4,9 +4,12 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/tickerq/tickerq/tasks"
 )
 
 // fakeMarkets knows XNYS and XNAS as fakeMarket with no holidays.
@@ -59,7 +62,7 @@ schedules:
 		t.Errorf("entry a = %+v", a)
 	}
 	if b.Every != 30*time.Second || b.Queue != "default" || b.Retention != DefaultRetention ||
-		b.Location.String() != "America/New_York" || b.MaxRetry != 0 || b.Timeout != 0 || b.MisfireGrace != 5*time.Minute {
+		b.Location.String() != "America/New_York" || b.MaxRetry != tasks.DefaultMaxRetry || b.Timeout != 0 || b.MisfireGrace != 5*time.Minute {
 		t.Errorf("entry b = %+v", b)
 	}
 	if want := filepath.Join(dir, "list.txt"); len(cfg.Files) != 1 || cfg.Files[0] != want {
@@ -159,5 +162,32 @@ func TestLoadNamesTheFile(t *testing.T) {
 	}
 	if _, err := Load(filepath.Join(t.TempDir(), "none.yaml"), fakeMarkets); !errors.Is(err, ErrInvalid) || !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("Load of a missing file: err = %v, want ErrInvalid and ErrNotExist", err)
+	}
+}
+
+// TestMaxRetryReachesTheTask checks that max_retry 0 means no retries, not
+// "unset": the task built from the entry's options carries the limit.
+func TestMaxRetryReachesTheTask(t *testing.T) {
+	for _, tc := range []struct {
+		name, field string
+		want        int
+	}{
+		{"unset: the task's default", "", tasks.DefaultMaxRetry},
+		{"zero: no retries", "    max_retry: 0\n", 0},
+		{"three", "    max_retry: 3\n", 3},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg, err := Parse([]byte("schedules:\n  - name: a\n    every: 1m\n    symbols: [GOOG]\n"+tc.field), t.TempDir(), fakeMarkets)
+			if err != nil {
+				t.Fatal(err)
+			}
+			task, err := tasks.NewQuoteFetchTask("GOOG", cfg.Entries[0].options()...)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := task.Headers()[tasks.HeaderMaxRetry]; got != strconv.Itoa(tc.want) {
+				t.Errorf("header %s = %q, want %d", tasks.HeaderMaxRetry, got, tc.want)
+			}
+		})
 	}
 }

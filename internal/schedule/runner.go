@@ -431,10 +431,7 @@ func (r *Runner) advance(ctx context.Context, e *Entry, slot time.Time) (int, er
 
 // options are the entry's asynq task options.
 func (e *Entry) options() []asynq.Option {
-	opts := []asynq.Option{asynq.Queue(e.Queue), asynq.Retention(e.Retention)}
-	if e.MaxRetry > 0 {
-		opts = append(opts, asynq.MaxRetry(e.MaxRetry))
-	}
+	opts := []asynq.Option{asynq.Queue(e.Queue), asynq.Retention(e.Retention), asynq.MaxRetry(e.MaxRetry)}
 	if e.Timeout > 0 {
 		opts = append(opts, asynq.Timeout(e.Timeout))
 	}
