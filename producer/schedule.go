@@ -93,7 +93,7 @@ a start at --from would fire too, being within its misfire_grace:
 	fl.StringVar(&f.from, "from", "", "with --dry-run: start at this RFC 3339 time (default now)")
 	fl.IntVar(&f.count, "count", 10, "with --dry-run: how many firings to print")
 	fl.BoolVar(&f.json, "json", false, "with --dry-run: print one JSON object per firing")
-	fl.StringVar(&f.metricsAddr, "metrics-addr", "", "serve Prometheus /metrics on this host:port (off by default)")
+	fl.StringVar(&f.metricsAddr, "metrics-addr", "", "serve Prometheus /metrics on this host:port (default off)")
 	return cmd
 }
 
