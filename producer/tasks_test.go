@@ -425,7 +425,7 @@ func TestPauseQueue(t *testing.T) {
 	def := mustRun(t, url, "", "enqueue", "IBM")
 	testServer(t, url, newUpstream(), "default", "low")
 
-	if out := mustRun(t, url, def, "wait", "--tasks", "-", "--timeout", "20s"); out != "1 tasks done: 1 completed, 0 archived\n" {
+	if out := mustRun(t, url, def, "wait", "--tasks", "-", "--timeout", "20s"); out != "1 task done: 1 completed, 0 archived\n" {
 		t.Errorf("wait for default = %q", out)
 	}
 	r := run(t, url, low, "wait", "--tasks", "-", "--timeout", "1s")

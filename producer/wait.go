@@ -199,11 +199,7 @@ func waitTasks(ctx context.Context, cmd *cobra.Command, e env, refs []queue.Task
 	prev := 0
 	w, err := queue.WaitTasks(ctx, rdb, refs, f.poll, func(w queue.TaskWait) {
 		if len(queues) > 0 { // the first look; queues is nil after it
-			n := fmt.Sprintf("%d tasks", len(refs))
-			if len(refs) == 1 {
-				n = "1 task"
-			}
-			fmt.Fprintf(errOut, "producer: waiting%s for %s in %s\n", upTo(f.timeout), n, queueNames(queues))
+			fmt.Fprintf(errOut, "producer: waiting%s for %s in %s\n", upTo(f.timeout), nTasks(len(refs)), queueNames(queues))
 			queues = nil
 		}
 		counter.Add(w.Done() - prev)
@@ -214,7 +210,7 @@ func waitTasks(ctx context.Context, cmd *cobra.Command, e env, refs []queue.Task
 		return err
 	}
 	counter.Finish()
-	out := fmt.Sprintf("%d tasks done: %d completed, %d archived", w.Total, w.Completed, w.Archived)
+	out := fmt.Sprintf("%s done: %d completed, %d archived", nTasks(w.Total), w.Completed, w.Archived)
 	if w.Gone > 0 {
 		out += fmt.Sprintf(", %d gone while watched (completed without retention, or deleted)", w.Gone)
 	}
@@ -236,4 +232,12 @@ func (e env) redisClient() (redis.UniversalClient, error) {
 		return nil, fmt.Errorf("redis: unexpected client type %T", rdb)
 	}
 	return rdb, nil
+}
+
+// nTasks is "1 task" or "N tasks".
+func nTasks(n int) string {
+	if n == 1 {
+		return "1 task"
+	}
+	return fmt.Sprintf("%d tasks", n)
 }
