@@ -39,8 +39,6 @@ const (
 	firstDB = 1  // lowest database index claimed: 0 is never touched
 	lastDB  = 15 // highest database index claimed
 
-	// claimKey, in a claimed database, holds the claimer's token.
-	claimKey   = "tickerq:testenv:claim"
 	leaseTTL   = time.Hour        // a claim outlives any test (`make test` stops at 30 min)
 	claimWait  = 10 * time.Minute // how long to wait for another test to free an index
 	waitNotice = 10 * time.Second // waiting this long is logged
@@ -48,12 +46,17 @@ const (
 	opTimeout  = 30 * time.Second
 )
 
+// ClaimKey is the key RedisURL keeps in the database it hands a test, for
+// as long as the test runs: the claim, holding the claimer's token. A test
+// that lists every key of its database passes over it.
+const ClaimKey = "tickerq:testenv:claim"
+
 // ownedPrefixes are the key namespaces the tests write through tickerq and
 // asynq, and so the keys a test's cleanup deletes from its database:
 //   - "asynq:": every key of asynq (its internal/base/base.go);
 //   - "tickerq:": tickerq's own, the rate limiter's tickerq:ratelimit:…
 //     (internal/ratelimit), the schedule's tickerq:schedule:… markers
-//     (internal/schedule) and claimKey;
+//     (internal/schedule) and ClaimKey;
 //   - "rate:tickerq:": the rate limiter's GCRA state, which redis_rate keeps
 //     under its "rate:" prefix.
 //
@@ -189,7 +192,7 @@ func (c *claim) acquire(ctx context.Context, tb testing.TB) error {
 				return fmt.Errorf("select database %d: %w", db, err)
 			}
 			last = db
-			got, err := claimScript.Run(ctx, conn, []string{claimKey}, c.token, leaseTTL.Milliseconds()).Int()
+			got, err := claimScript.Run(ctx, conn, []string{ClaimKey}, c.token, leaseTTL.Milliseconds()).Int()
 			if err != nil {
 				return fmt.Errorf("claim database %d: %w", db, err)
 			}
@@ -235,7 +238,7 @@ func (c *claim) release(tb testing.TB) {
 	defer rdb.Close()
 	db := c.opt.DB
 
-	held, err := rdb.Get(ctx, claimKey).Result()
+	held, err := rdb.Get(ctx, ClaimKey).Result()
 	switch {
 	case errors.Is(err, redis.Nil) || (err == nil && held != c.token):
 		tb.Logf("testenv: the claim on redis database %d of %s expired: its keys are left as they are", db, c.server)
@@ -257,7 +260,7 @@ func (c *claim) release(tb testing.TB) {
 		report("testenv: %d keys in redis database %d of %s are outside the namespaces %q that tests write, so they were left there (e.g. %q)",
 			len(left), db, c.server, ownedPrefixes, left[:min(len(left), 5)])
 	}
-	if err := releaseScript.Run(ctx, rdb, []string{claimKey}, c.token).Err(); err != nil {
+	if err := releaseScript.Run(ctx, rdb, []string{ClaimKey}, c.token).Err(); err != nil {
 		tb.Errorf("testenv: delete the claim on redis database %d of %s: %v", db, c.server, err)
 	}
 }
@@ -280,7 +283,7 @@ func sweep(ctx context.Context, rdb *redis.Client) (left []string, err error) {
 	iter := rdb.Scan(ctx, 0, "*", 1000).Iterator()
 	for iter.Next(ctx) {
 		switch key := iter.Val(); {
-		case key == claimKey:
+		case key == ClaimKey:
 		case owned(key):
 			if batch = append(batch, key); len(batch) == 500 {
 				if err := unlink(); err != nil {

@@ -231,7 +231,7 @@ func TestReleaseDeletesOnlyTheTestsKeys(t *testing.T) {
 			if n := c.Exists(t.Context(), testKeys...).Val(); n != 0 {
 				t.Errorf("%d of the test's keys %q are left, want none", n, testKeys)
 			}
-			if n := c.Exists(t.Context(), claimKey).Val(); n != 0 {
+			if n := c.Exists(t.Context(), ClaimKey).Val(); n != 0 {
 				t.Error("the claim is left")
 			}
 			wantForeign(t, s, db)
@@ -254,14 +254,14 @@ func TestReleaseLeavesAnExpiredClaimAlone(t *testing.T) {
 	db := dbOf(t, claimOn(r, serverURL(t, s), false))
 	c := dbClient(t, s, db)
 	writeTestKeys(t, c)
-	if err := c.Set(t.Context(), claimKey, "another-test", 0).Err(); err != nil {
+	if err := c.Set(t.Context(), ClaimKey, "another-test", 0).Err(); err != nil {
 		t.Fatal(err)
 	}
 	r.end()
 	if n := c.Exists(t.Context(), testKeys...).Val(); n != int64(len(testKeys)) {
 		t.Errorf("%d of %d keys left, want all: they are the other test's now", n, len(testKeys))
 	}
-	if v := c.Get(t.Context(), claimKey).Val(); v != "another-test" {
+	if v := c.Get(t.Context(), ClaimKey).Val(); v != "another-test" {
 		t.Errorf("claim %q, want the other test's", v)
 	}
 }
