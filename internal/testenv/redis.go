@@ -12,8 +12,15 @@
 // test only ever takes an EMPTY database, never database 0, and on cleanup
 // deletes only the keys in the namespaces tickerq and asynq write (see
 // ownedPrefixes); it never flushes. The claim is a key in the claimed
-// database itself, with a token and an expiry, so a test process that dies
-// leaves nothing locked for longer than the lease.
+// database itself (ClaimKey), with a token and an expiry. A test process
+// that dies without its cleanups (a timeout) leaves its claim for the
+// lease and its keys for good: that database, no longer empty, is then
+// passed over until someone empties it.
+//
+// Tests wait for each other when no database is free, so a test holds one
+// database at a time, and never one while its parallel subtests wait for
+// a slot (the tests holding the slots may be waiting for that database):
+// such subtests claim their own.
 //
 // PostgreSQL: see Database.
 package testenv

@@ -18,7 +18,6 @@ import (
 var private struct {
 	once sync.Once
 	url  string
-	pid  int
 	err  error
 }
 
@@ -29,7 +28,7 @@ var private struct {
 func privateRedisURL(tb testing.TB) string {
 	tb.Helper()
 	bin := redisServerBin(tb)
-	private.once.Do(func() { private.url, private.pid, private.err = startPrivateRedis(bin) })
+	private.once.Do(func() { private.url, private.err = startPrivateRedis(bin) })
 	if private.err != nil {
 		tb.Fatalf("testenv: TEST_REDIS_URL is unset and the test process's own redis-server did not start: %v", private.err)
 	}
@@ -37,13 +36,13 @@ func privateRedisURL(tb testing.TB) string {
 }
 
 // startPrivateRedis starts redis-server on a free loopback port, persisting
-// nothing, and returns its URL and process id once it answers PING. A port
-// taken between choosing it and binding it makes the server exit at start;
-// another port is then tried.
-func startPrivateRedis(bin string) (string, int, error) {
+// nothing, and returns its URL once it answers PING. A port taken between
+// choosing it and binding it makes the server exit at start; another port
+// is then tried.
+func startPrivateRedis(bin string) (string, error) {
 	dir, err := os.MkdirTemp("", "tickerq-test-redis-")
 	if err != nil {
-		return "", 0, fmt.Errorf("temporary directory: %w", err)
+		return "", fmt.Errorf("temporary directory: %w", err)
 	}
 	// With no RDB snapshot and no append-only file the server never writes
 	// in its directory, so the directory can go as soon as it has started.
@@ -52,7 +51,7 @@ func startPrivateRedis(bin string) (string, int, error) {
 	for range 3 {
 		port, err := freePort()
 		if err != nil {
-			return "", 0, err
+			return "", err
 		}
 		addr := "127.0.0.1:" + strconv.Itoa(port)
 		args := append(redisArgs(port, dir), "--appendonly", "no", "--logfile", "", "--loglevel", "warning")
@@ -61,17 +60,17 @@ func startPrivateRedis(bin string) (string, int, error) {
 		cmd.Stdout, cmd.Stderr = &out, &out
 		exited, err := startTiedToProcess(cmd)
 		if err != nil {
-			return "", 0, fmt.Errorf("start %s: %w", bin, err)
+			return "", fmt.Errorf("start %s: %w", bin, err)
 		}
 		if err = waitReady(addr, exited, 20*time.Second); err == nil {
 			// out goes on taking the server's warnings, rare and unread.
-			return "redis://" + addr, cmd.Process.Pid, nil
+			return "redis://" + addr, nil
 		}
 		_ = cmd.Process.Kill()
 		<-exited
 		lastErr = fmt.Errorf("redis-server on %s %w:\n%s", addr, err, out.String())
 	}
-	return "", 0, lastErr
+	return "", lastErr
 }
 
 // startTiedToProcess starts cmd so that it is killed when the test process
