@@ -53,13 +53,17 @@ lint: ## gofmt, go vet and staticcheck
 	go tool staticcheck -version
 	go tool staticcheck ./...
 
-# -p 2 -parallel 2: the tests share one Postgres (100 connections) and 14
-# Redis DBs; this is the load they are sized for, whatever the core count.
+# scripts/test.sh starts a private redis-server for the run (free loopback
+# port, nothing persisted, stopped at the end) unless TEST_REDIS_URL names
+# one, runs every test with the race detector through gotestsum (a `tool`
+# in go.mod, like staticcheck) with -p 2 -parallel 2 (the load one Postgres
+# and 15 Redis databases are sized for) and TICKERQ_REQUIRE_REDIS_SERVER=1
+# (tests that start redis-server fail, rather than skip, without it), and
+# ends with the list of skipped tests and why. The tests never use
+# REDIS_URL or DATABASE_URL. TEST_PKGS narrows the packages.
 .PHONY: test
-# TICKERQ_REQUIRE_REDIS_SERVER: tests that start Redis processes of their own
-# fail, rather than skip, when redis-server is missing (tools.sh installs it).
-test: services lint ## services, lint, then every test with the race detector
-	TICKERQ_REQUIRE_REDIS_SERVER=1 go test -race -count=1 -timeout 30m -p 2 -parallel 2 ./...
+test: services lint ## services, lint, then every test with the race detector, on a Redis of its own
+	@scripts/test.sh
 
 # The fault suites' full forms, run by hand (docs/reliability.md). Their
 # short forms run in `make test`. Built without -race: they count jobs per

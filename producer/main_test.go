@@ -557,7 +557,6 @@ func warnings(stderr string) []string {
 
 func TestUIServesAndStops(t *testing.T) {
 	t.Parallel()
-	url := testenv.RedisURL(t)
 	type check struct {
 		method, path string
 		want         int
@@ -602,7 +601,10 @@ func TestUIServesAndStops(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			p := startUI(t, url, tt.env, tt.args...)
+			// A database of the subtest's own: a parent holding one while
+			// its subtests wait for a parallel slot would deadlock with
+			// tests that hold slots waiting for a database.
+			p := startUI(t, testenv.RedisURL(t), tt.env, tt.args...)
 			for _, c := range tt.checks {
 				if got := p.status(t, c.method, c.path); got != c.want {
 					t.Errorf("%s %s = %d, want %d", c.method, c.path, got, c.want)

@@ -400,8 +400,10 @@ func TestQuoteFetchAnswers(t *testing.T) {
 		{name: "reset connection", symbol: "RESET", answer: reset,
 			want: waitsBackoff, lastErr: []string{"reset by peer", "EOF"}},
 	} {
+		// Not parallel: e holds a Redis database, and subtests waiting for
+		// a parallel slot would wait on tests that hold the slots while
+		// waiting for a database (see package testenv).
 		t.Run(tc.name, func(t *testing.T) {
-			t.Parallel()
 			queue := "answers_" + strings.NewReplacer(" ", "_", "=", "", "/", "").Replace(tc.name)
 			api := newFakeAPI(t, tc.symbol, tc.answer)
 			e.startWorker(t, api.URL, queue, frozenForward)
@@ -558,8 +560,8 @@ func TestQuoteFetchRecovers(t *testing.T) {
 		{"429 twice then 200 with MaxRetry 1", "REC.C", 1,
 			sequence(retryAfter1, retryAfter1, ok(quoteJSON("10.5"))), 3, 0, 0},
 	} {
+		// Not parallel: see TestQuoteFetchAnswers.
 		t.Run(tc.name, func(t *testing.T) {
-			t.Parallel()
 			queue := "recovers_" + tc.symbol
 			api := newFakeAPI(t, tc.symbol, tc.answer)
 			e.startWorker(t, api.URL, queue, workerForward)

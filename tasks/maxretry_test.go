@@ -229,8 +229,8 @@ func TestTaskWithoutHeader(t *testing.T) {
 		return info
 	}
 
+	// Not parallel: see TestQuoteFetchAnswers.
 	t.Run("rate limit waited out in the slot", func(t *testing.T) {
-		t.Parallel()
 		const symbol, queue = "NOHDR.A", "no_header_wait"
 		var arr arrivals
 		api := newFakeAPI(t, symbol, arr.record(sequence(
@@ -249,7 +249,6 @@ func TestTaskWithoutHeader(t *testing.T) {
 	})
 
 	t.Run("archived by asynq", func(t *testing.T) {
-		t.Parallel()
 		const symbol, queue = "NOHDR.B", "no_header_archived"
 		api := newFakeAPI(t, symbol, body(500, "boom"))
 		e.startWorker(t, api.URL, queue, workerForward)

@@ -8,7 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tickerq/tickerq/internal/config"
 	"github.com/tickerq/tickerq/internal/testenv"
 )
 
@@ -36,10 +35,7 @@ func TestBenchRunsEverySection(t *testing.T) {
 		out: out, rounds: 1, jobs: 300, concurrency: 20, enqueueLines: 500,
 		openLoopDuration: time.Second, overlapScale: 20,
 		redisURL:    testenv.RedisURL(t),
-		databaseURL: os.Getenv(config.EnvDatabaseURL),
-	}
-	if opts.databaseURL == "" {
-		opts.databaseURL = testenv.URLFor("postgres", "")
+		databaseURL: testenv.URLFor("postgres", ""),
 	}
 	if err := opts.check(); err != nil {
 		t.Fatal(err)

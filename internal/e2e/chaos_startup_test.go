@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"net/http"
-	"net/url"
 	"testing"
 	"time"
 
@@ -20,15 +19,11 @@ func TestChaosWorkerRedisGoneAfterPing(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
 	quoteURL, _ := e.startQuoteserver()
-	u, err := url.Parse(e.redis)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rp := testenv.NewProxy(t, u.Host)
+	rp, redisURL := testenv.ProxyURL(t, e.redis)
 	rp.RefuseAfter(1)
 	p := e.start("worker", []string{
 		"ADMIN_ADDR=127.0.0.1:0", "QUOTE_API_URL=" + quoteURL,
-		"REDIS_URL=" + withHost(t, e.redis, rp.Addr()),
+		"REDIS_URL=" + redisURL,
 	}, "--connect-timeout", "2m")
 	admin := "http://" + e.loggedAddr(p, "admin server listening")
 

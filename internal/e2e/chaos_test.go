@@ -174,8 +174,8 @@ func newChaos(t *testing.T, jobs int, latency time.Duration) *chaos {
 	c.redis = testenv.StartRedisServer(t, "--appendonly", "yes")
 	e.setVar("REDIS_URL", c.redis.URL(0))
 
-	c.pgProxy = testenv.NewProxy(t, "127.0.0.1:5432")
-	dbURL := strings.Replace(testenv.URLFor(e.db.Name, ""), "127.0.0.1:5432", c.pgProxy.Addr(), 1)
+	var dbURL string
+	c.pgProxy, dbURL = testenv.ProxyURL(t, e.db.URL)
 
 	unknown := strings.Join(c.unknown, ",")
 	c.quote = &chaosQuote{e: e, addr: fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t)),

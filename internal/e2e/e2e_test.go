@@ -180,10 +180,8 @@ func TestOutageRecovery(t *testing.T) {
 			t.Parallel()
 			e := newEnv(t)
 			quoteURL, _ := e.startQuoteserver()
-			pgProxy := testenv.NewProxy(t, "127.0.0.1:5432")
+			pgProxy, dbURL := testenv.ProxyURL(t, e.db.URL)
 			quoteProxy := testenv.NewProxy(t, strings.TrimPrefix(quoteURL, "http://"))
-			dbURL := testenv.URLFor(e.db.Name, "")
-			dbURL = strings.Replace(dbURL, "127.0.0.1:5432", pgProxy.Addr(), 1)
 			_, admin := e.startWorker([]string{
 				"QUOTE_API_URL=http://" + quoteProxy.Addr(),
 				"DATABASE_URL=" + dbURL,

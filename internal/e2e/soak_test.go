@@ -130,8 +130,8 @@ func TestRoleGuardSoak(t *testing.T) {
 	sampler.skip = []uint32{admin.PgConn().PID()}
 
 	quoteURL, _ := e.startQuoteserver()
-	pgProxy := testenv.NewProxy(t, "127.0.0.1:5432")
-	dbURL, err := url.Parse(strings.Replace(e.db.URL, "127.0.0.1:5432", pgProxy.Addr(), 1))
+	pgProxy, proxied := testenv.ProxyURL(t, e.db.URL)
+	dbURL, err := url.Parse(proxied)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -3,7 +3,6 @@ package e2e
 import (
 	"io"
 	"net/http"
-	"net/url"
 	"strings"
 	"testing"
 	"time"
@@ -11,23 +10,12 @@ import (
 	"github.com/tickerq/tickerq/internal/testenv"
 )
 
-// withHost returns raw with its host:port replaced by addr.
-func withHost(t *testing.T, raw, addr string) string {
+// downProxy is testenv.ProxyURL with the proxy cut off.
+func downProxy(t *testing.T, rawURL string) (*testenv.Proxy, string) {
 	t.Helper()
-	u, err := url.Parse(raw)
-	if err != nil {
-		t.Fatal(err)
-	}
-	u.Host = addr
-	return u.String()
-}
-
-// downProxy is a proxy to target that starts cut off.
-func downProxy(t *testing.T, target string) *testenv.Proxy {
-	t.Helper()
-	p := testenv.NewProxy(t, target)
+	p, proxied := testenv.ProxyURL(t, rawURL)
 	p.SetDown(true)
-	return p
+	return p, proxied
 }
 
 // getBody answers the status and body of GET url, or 0 if it could not connect.
@@ -67,10 +55,10 @@ func TestWorkerWaitsForPostgres(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
 	quoteURL, _ := e.startQuoteserver()
-	pg := downProxy(t, "127.0.0.1:5432")
+	pg, dbURL := downProxy(t, e.db.URL)
 	p := e.start("worker", []string{
 		"ADMIN_ADDR=127.0.0.1:0", "QUOTE_API_URL=" + quoteURL,
-		"DATABASE_URL=" + withHost(t, e.db.URL, pg.Addr()),
+		"DATABASE_URL=" + dbURL,
 	}, "--connect-timeout", "2m")
 	admin := "http://" + e.loggedAddr(p, "admin server listening")
 
@@ -92,9 +80,9 @@ func TestWorkerWaitsForPostgres(t *testing.T) {
 func TestWorkerGivesUp(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
-	pg := downProxy(t, "127.0.0.1:5432")
+	_, dbURL := downProxy(t, e.db.URL)
 	start := time.Now()
-	r := e.run("worker", nil, []string{"DATABASE_URL=" + withHost(t, e.db.URL, pg.Addr())}, "--connect-timeout", "3s")
+	r := e.run("worker", nil, []string{"DATABASE_URL=" + dbURL}, "--connect-timeout", "3s")
 	took := time.Since(start)
 	if r.code != 1 {
 		t.Fatalf("exit %d, want 1\nstderr: %s", r.code, tail(r.stderr, 2048))
@@ -112,8 +100,8 @@ func TestWorkerGivesUp(t *testing.T) {
 func TestWorkerSignalWhileWaiting(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
-	rd := downProxy(t, "127.0.0.1:6379")
-	p := e.start("worker", []string{"ADMIN_ADDR=127.0.0.1:0", "REDIS_URL=" + withHost(t, e.redis, rd.Addr())},
+	_, redisURL := downProxy(t, e.redis)
+	p := e.start("worker", []string{"ADMIN_ADDR=127.0.0.1:0", "REDIS_URL=" + redisURL},
 		"--connect-timeout", "5m")
 	admin := "http://" + e.loggedAddr(p, "admin server listening")
 	waitBody(t, admin+"/readyz", http.StatusServiceUnavailable, "starting: waiting for redis (attempt 2)", 30*time.Second, p)

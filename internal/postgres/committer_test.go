@@ -548,11 +548,7 @@ func TestCommitterCloseMidRunLosesNoAckedRow(t *testing.T) {
 func TestCommitterPostgresCutMidFlush(t *testing.T) {
 	t.Parallel()
 	tdb := testenv.NewDatabase(t)
-	proxy := testenv.NewProxy(t, "127.0.0.1:5432")
-	proxied := strings.Replace(tdb.URL, "127.0.0.1:5432", proxy.Addr(), 1)
-	if proxied == tdb.URL {
-		t.Skip("the test database is not at 127.0.0.1:5432")
-	}
+	proxy, proxied := testenv.ProxyURL(t, tdb.URL)
 	db := openDB(t, proxied, tdb.Role)
 	c, _ := newCommitter(t, db, postgres.CommitterConfig{Flushers: 1})
 	at := time.Now().Truncate(time.Second)

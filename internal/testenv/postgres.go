@@ -14,7 +14,14 @@ import (
 	"github.com/tickerq/tickerq/internal/postgres"
 )
 
-// Database is a database of a test's own on the real PostgreSQL server.
+// defaultDatabaseURL is the PostgreSQL server tests use when
+// TEST_DATABASE_URL is unset: the loopback one, as its superuser.
+const defaultDatabaseURL = "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable"
+
+// Database is a database of a test's own on the test PostgreSQL server
+// (TEST_DATABASE_URL, else defaultDatabaseURL; never DATABASE_URL, which may
+// name a database of the user's). Tests create and drop their own databases
+// and roles there and touch nothing else.
 type Database struct {
 	// Name of the database.
 	Name string
@@ -26,14 +33,11 @@ type Database struct {
 }
 
 // adminURL is the server the tests use, from TEST_DATABASE_URL, else
-// DATABASE_URL, else the contract's default; its database part is ignored.
+// defaultDatabaseURL; its database part is ignored.
 func adminURL() *url.URL {
 	raw := os.Getenv("TEST_DATABASE_URL")
 	if raw == "" {
-		raw = os.Getenv("DATABASE_URL")
-	}
-	if raw == "" {
-		raw = "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable"
+		raw = defaultDatabaseURL
 	}
 	u, err := url.Parse(raw)
 	if err != nil {

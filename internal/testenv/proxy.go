@@ -1,7 +1,10 @@
 package testenv
 
 import (
+	"errors"
+	"fmt"
 	"net"
+	"net/url"
 	"sync"
 	"testing"
 )
@@ -41,6 +44,49 @@ func NewProxy(tb testing.TB, target string) *Proxy {
 	tb.Cleanup(p.close)
 	return p
 }
+
+// ProxyURL starts a Proxy to the server rawURL names (a test's database or
+// Redis URL from this package) and returns it with rawURL pointed at it:
+// the same URL with the proxy's host:port. A server reached other than
+// over TCP (a Unix socket) cannot be proxied: the test is skipped.
+func ProxyURL(tb testing.TB, rawURL string) (*Proxy, string) {
+	tb.Helper()
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		tb.Fatalf("testenv: proxy: parse url: %v", err)
+	}
+	target, err := proxyTarget(u)
+	switch {
+	case errors.Is(err, errNotTCP):
+		tb.Skipf("testenv: %v", err)
+	case err != nil:
+		tb.Fatalf("testenv: proxy: %v", err)
+	}
+	p := NewProxy(tb, target)
+	u.Host = p.Addr()
+	return p, u.String()
+}
+
+// errNotTCP says that a URL names a server on a Unix socket.
+var errNotTCP = errors.New("not a TCP server")
+
+// proxyTarget is the host:port of the server u names.
+func proxyTarget(u *url.URL) (string, error) {
+	if u.Hostname() == "" || u.Query().Get("host") != "" {
+		return "", fmt.Errorf("%s: %w", u.Redacted(), errNotTCP)
+	}
+	if u.Port() != "" {
+		return u.Host, nil
+	}
+	port, ok := defaultPorts[u.Scheme]
+	if !ok {
+		return "", fmt.Errorf("%s names no port", u.Redacted())
+	}
+	return net.JoinHostPort(u.Hostname(), port), nil
+}
+
+// defaultPorts are the ports of URLs that name none.
+var defaultPorts = map[string]string{"postgres": "5432", "postgresql": "5432", "redis": "6379", "rediss": "6379"}
 
 // Addr is the proxy's host:port.
 func (p *Proxy) Addr() string { return p.ln.Addr().String() }

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"net/url"
 	"os"
 	"testing"
 	"time"
@@ -123,5 +124,45 @@ func TestProxyRefuseAfter(t *testing.T) {
 	third := dial(t, p.Addr())
 	if got, err := roundTrip(third, "back", 2*time.Second); err != nil || got != "back" {
 		t.Fatalf("after SetDown(false): %q, %v", got, err)
+	}
+}
+
+func TestProxyTarget(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		raw, want string
+		err       error // nil: want no error
+	}{
+		{"postgres://postgres@127.0.0.1:5432/tq?sslmode=disable", "127.0.0.1:5432", nil},
+		{"postgres://postgres@db.example/tq", "db.example:5432", nil},
+		{"redis://:pw@127.0.0.1:40123/7", "127.0.0.1:40123", nil},
+		{"redis://127.0.0.1/7", "127.0.0.1:6379", nil},
+		{"postgres:///tq?host=/var/run/postgresql", "", errNotTCP},
+		{"postgres://x/tq?host=/tmp", "", errNotTCP},
+	} {
+		u, err := url.Parse(tc.raw)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := proxyTarget(u)
+		if got != tc.want || !errors.Is(err, tc.err) || (tc.err == nil && err != nil) {
+			t.Errorf("proxyTarget(%s) = %q, %v; want %q, %v", tc.raw, got, err, tc.want, tc.err)
+		}
+	}
+}
+
+// ProxyURL's URL is the one it was given, at the proxy, and reaches what
+// the given one reaches.
+func TestProxyURL(t *testing.T) {
+	t.Parallel()
+	raw := "postgres://u:pw@" + echoServer(t) + "/tq?sslmode=disable"
+	p, got := ProxyURL(t, raw)
+	want, _ := url.Parse(raw)
+	want.Host = p.Addr()
+	if got != want.String() {
+		t.Fatalf("ProxyURL(%s) = %s, want %s", raw, got, want)
+	}
+	if got, err := roundTrip(dial(t, p.Addr()), "through", 5*time.Second); got != "through" {
+		t.Errorf("through the proxied URL's address: echoed %q, %v", got, err)
 	}
 }

@@ -3,6 +3,7 @@ package testenv
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -40,6 +41,17 @@ type RedisServer struct {
 // TICKERQ_REQUIRE_REDIS_SERVER is unset; `make services` installs it.
 func StartRedisServer(tb testing.TB, args ...string) *RedisServer {
 	tb.Helper()
+	s := &RedisServer{tb: tb, bin: redisServerBin(tb), dir: tb.TempDir(), port: FreePort(tb), args: args}
+	tb.Cleanup(s.Kill)
+	s.Start()
+	return s
+}
+
+// redisServerBin finds redis-server on PATH. Without it the test is
+// skipped, or failed when TICKERQ_REQUIRE_REDIS_SERVER is set (as `make
+// test` does, so that no Redis test goes missing unnoticed).
+func redisServerBin(tb testing.TB) string {
+	tb.Helper()
 	bin, err := exec.LookPath("redis-server")
 	if err != nil {
 		if os.Getenv("TICKERQ_REQUIRE_REDIS_SERVER") != "" {
@@ -47,21 +59,62 @@ func StartRedisServer(tb testing.TB, args ...string) *RedisServer {
 		}
 		tb.Skipf("testenv: redis-server not installed (run `make services`): %v", err)
 	}
-	s := &RedisServer{tb: tb, bin: bin, dir: tb.TempDir(), port: FreePort(tb), args: args}
-	tb.Cleanup(s.Kill)
-	s.Start()
-	return s
+	return bin
+}
+
+// redisArgs is the command line of a test's redis-server on port, working
+// in dir: loopback only, in the foreground, no RDB snapshots.
+func redisArgs(port int, dir string) []string {
+	return []string{
+		"--port", strconv.Itoa(port), "--bind", "127.0.0.1",
+		"--dir", dir, "--save", "", "--daemonize", "no",
+	}
+}
+
+// errExited is waitReady's answer when the server exits before it answers.
+var errExited = errors.New("exited at start")
+
+// waitReady polls addr with PING until it answers, the process behind it
+// exits (exited is closed) or timeout passes.
+func waitReady(addr string, exited <-chan struct{}, timeout time.Duration) error {
+	ctl := redis.NewClient(&redis.Options{Addr: addr, MaxRetries: -1})
+	defer ctl.Close()
+	deadline := time.Now().Add(timeout)
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		err := ctl.Ping(ctx).Err()
+		cancel()
+		switch {
+		case err == nil:
+			return nil
+		case time.Now().After(deadline):
+			return fmt.Errorf("did not answer within %s: %w", timeout, err)
+		}
+		select {
+		case <-exited:
+			return errExited
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
 }
 
 // FreePort returns a loopback TCP port that was free a moment ago.
 func FreePort(tb testing.TB) int {
 	tb.Helper()
+	port, err := freePort()
+	if err != nil {
+		tb.Fatalf("testenv: %v", err)
+	}
+	return port
+}
+
+func freePort() (int, error) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		tb.Fatalf("testenv: find a free port: %v", err)
+		return 0, fmt.Errorf("find a free port: %w", err)
 	}
 	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
+	return ln.Addr().(*net.TCPAddr).Port, nil
 }
 
 // Addr is the server's host:port.
@@ -85,12 +138,7 @@ func (s *RedisServer) Start() {
 	if s.cmd != nil {
 		return
 	}
-	args := append([]string{
-		"--port", strconv.Itoa(s.port), "--bind", "127.0.0.1",
-		"--dir", s.dir, "--logfile", "redis.log", "--save", "",
-		"--daemonize", "no",
-	}, s.args...)
-	cmd := exec.Command(s.bin, args...)
+	cmd := exec.Command(s.bin, append(redisArgs(s.port, s.dir), append([]string{"--logfile", "redis.log"}, s.args...)...)...)
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Start(); err != nil {
@@ -100,25 +148,11 @@ func (s *RedisServer) Start() {
 	go func() { _ = cmd.Wait(); close(done) }()
 	s.cmd, s.done = cmd, done
 
-	ctl := redis.NewClient(&redis.Options{Addr: s.Addr(), MaxRetries: -1})
-	defer ctl.Close()
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		err := ctl.Ping(ctx).Err()
-		cancel()
-		switch {
-		case err == nil:
-			return
-		case time.Now().After(deadline):
-			s.tb.Fatalf("testenv: redis-server on %s did not answer within 20s: %v\n%s%s", s.Addr(), err, out.String(), s.Log())
-		}
-		select {
-		case <-done:
+	if err := waitReady(s.Addr(), done, 20*time.Second); err != nil {
+		if errors.Is(err, errExited) {
 			s.cmd = nil
-			s.tb.Fatalf("testenv: redis-server on %s exited at start:\n%s%s", s.Addr(), out.String(), s.Log())
-		case <-time.After(50 * time.Millisecond):
 		}
+		s.tb.Fatalf("testenv: redis-server on %s %v:\n%s%s", s.Addr(), err, out.String(), s.Log())
 	}
 }
 
