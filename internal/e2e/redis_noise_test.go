@@ -33,15 +33,16 @@ func logLines(s string) []logLine {
 	return out
 }
 
-// redisProxy is a proxy to the test's Redis, and e's REDIS_URL through it.
-func redisProxy(t *testing.T, e *env) (*testenv.Proxy, string) {
+// refusedURL is raw with its host:port replaced by one that refuses
+// connections.
+func refusedURL(t *testing.T, raw string) string {
 	t.Helper()
-	u, err := url.Parse(e.redis)
+	u, err := url.Parse(raw)
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := testenv.NewProxy(t, u.Host)
-	return p, withHost(t, e.redis, p.Addr())
+	u.Host = refusedAddr(t)
+	return u.String()
 }
 
 // refusedAddr is a loopback host:port that refuses connections: one the
@@ -65,7 +66,7 @@ func refusedAddr(t *testing.T) string {
 func TestWorkerRedisUnreachableAtStartIsQuiet(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
-	r := e.run("worker", nil, []string{"REDIS_URL=" + withHost(t, e.redis, refusedAddr(t))}, "--connect-timeout", "3s")
+	r := e.run("worker", nil, []string{"REDIS_URL=" + refusedURL(t, e.redis)}, "--connect-timeout", "3s")
 	if r.code != 1 {
 		t.Fatalf("exit %d, want 1\nstderr: %s", r.code, tail(r.stderr, 2048))
 	}
@@ -94,7 +95,7 @@ func TestWorkerRedisOutageSaidOnce(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
 	quoteURL, _ := e.startQuoteserver()
-	proxy, redisURL := redisProxy(t, e)
+	proxy, redisURL := testenv.ProxyURL(t, e.redis)
 	p, _ := e.startWorker([]string{"REDIS_URL=" + redisURL, "QUOTE_API_URL=" + quoteURL, "LOG_LEVEL=debug"})
 
 	// since is the log from the line with message msg on (nil before it).
