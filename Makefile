@@ -10,14 +10,22 @@ export DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/tickerq?sslmode=disabl
 
 .PHONY: help
 help: ## list the targets
-	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
 
 .PHONY: services
 services: tools ## make Redis and PostgreSQL available (start or install them) and create the database
 	@scripts/services.sh
 
+# The tests start their own Redis; they need only the PostgreSQL server on
+# which they create and drop databases of their own.
+export TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable
+
+.PHONY: test-services
+test-services: tools ## make the tests' PostgreSQL (TEST_DATABASE_URL) available; they start their own Redis
+	@DATABASE_URL="$$TEST_DATABASE_URL" scripts/services.sh postgres
+
 .PHONY: tools
-tools: ## install the C compiler (for -race), curl and Chromium (browser test) when missing
+tools: ## install the C compiler (for -race), curl, Chromium (browser test) and redis-server (the tests' own Redis) when missing
 	@scripts/tools.sh
 
 .PHONY: build
@@ -62,7 +70,7 @@ lint: ## gofmt, go vet and staticcheck
 # ends with the list of skipped tests and why. The tests never use
 # REDIS_URL or DATABASE_URL. TEST_PKGS narrows the packages.
 .PHONY: test
-test: services lint ## services, lint, then every test with the race detector, on a Redis of its own
+test: test-services lint ## tools and Postgres, lint, then every test with the race detector, on a Redis of its own
 	@scripts/test.sh
 
 # The fault suites' full forms, run by hand (docs/reliability.md). Their
@@ -72,11 +80,11 @@ CHAOS_JOBS ?= 100000
 SOAK_JOBS  ?= 1000000
 
 .PHONY: chaos
-chaos: services ## chaos suite, full form: CHAOS_JOBS (100000) jobs through killed workers, Redis, Postgres and quote API faults
+chaos: test-services ## chaos suite, full form: CHAOS_JOBS (100000) jobs through killed workers, Redis, Postgres and quote API faults
 	TICKERQ_CHAOS_JOBS=$(CHAOS_JOBS) go test -count=1 -timeout 90m -run '^TestChaos$$' -v ./internal/e2e
 
 .PHONY: soak
-soak: services ## role-guard soak, full form: SOAK_JOBS (1000000) jobs through the batched writer with failing batches
+soak: test-services ## role-guard soak, full form: SOAK_JOBS (1000000) jobs through the batched writer with failing batches
 	TICKERQ_SOAK_JOBS=$(SOAK_JOBS) go test -count=1 -timeout 120m -run '^TestRoleGuardSoak$$' -v ./internal/e2e
 
 # go test -fuzz takes one target and one package, so each runs in turn.

@@ -7,7 +7,8 @@
 # installed, installed with apt-get otherwise. Services on any other host are
 # only checked. Safe to run repeatedly and from several shells at once.
 #
-# Usage: scripts/services.sh
+# Usage: scripts/services.sh [postgres]
+#   postgres      only PostgreSQL (the tests start a Redis of their own)
 #   REDIS_URL     default redis://127.0.0.1:6379/0
 #   DATABASE_URL  default postgres://postgres@127.0.0.1:5432/tickerq?sslmode=disable
 set -euo pipefail
@@ -374,10 +375,20 @@ main() {
 		chmod 0666 "$LOCK_FILE" 2>/dev/null || true
 		flock -w 300 9 || die "timed out after 300s waiting for $LOCK_FILE (another services.sh run, or a process holding it: fuser $LOCK_FILE)"
 	fi
-	ensure_redis
-	ensure_postgres
-	ensure_database
-	log "ready: redis up, postgres database '$PG_DB' exists"
+	case ${1:-all} in
+	all)
+		ensure_redis
+		ensure_postgres
+		ensure_database
+		log "ready: redis up, postgres database '$PG_DB' exists"
+		;;
+	postgres)
+		ensure_postgres
+		ensure_database
+		log "ready: postgres database '$PG_DB' exists"
+		;;
+	*) die "usage: services.sh [postgres]" ;;
+	esac
 }
 
 main "$@"
