@@ -113,6 +113,30 @@ func TestExportReportAtExit(t *testing.T) {
 	}
 }
 
+// A last flush that runs out of time does not hide the cause the exports
+// before it failed with.
+func TestExportReportFlushTimeoutKeepsTheCause(t *testing.T) {
+	t.Parallel()
+	var atExit []string
+	r := &exportReport{endpoint: "http://c:4318/v1/traces", every: time.Nanosecond, log: zerolog.Nop(),
+		atExit: func(l string) { atExit = append(atExit, l) }}
+	r.Handle(errExport)
+	r.flushFailed(context.DeadlineExceeded)
+	r.stop()
+	if len(atExit) != 1 || !strings.HasPrefix(atExit[0], "tracing: 2 exports of spans to http://c:4318/v1/traces failed, the last: "+errExport.Error()) ||
+		!strings.Contains(atExit[0], "ran out of time") {
+		t.Errorf("at exit %q, want the export's cause and the flush's timeout", atExit)
+	}
+
+	atExit = nil
+	r = &exportReport{endpoint: "e", every: time.Nanosecond, log: zerolog.Nop(), atExit: func(l string) { atExit = append(atExit, l) }}
+	r.flushFailed(context.DeadlineExceeded) // nothing before it: the timeout is all there is to say
+	r.stop()
+	if len(atExit) != 1 || !strings.Contains(atExit[0], "last flush: context deadline exceeded") {
+		t.Errorf("a lone flush timeout: at exit %q", atExit)
+	}
+}
+
 // With a collector that refuses connections, the spans of a short command
 // are said lost in one line at stop, naming the endpoint without its
 // credentials. Not parallel: it sets the process's OTEL_* variables and the

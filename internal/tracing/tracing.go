@@ -167,7 +167,7 @@ func Setup(ctx context.Context, getenv func(string) string, opt Options) (shutdo
 		Msg("tracing: on, exporting spans over OTLP/HTTP")
 	return func(ctx context.Context) {
 		if err := tp.Shutdown(ctx); err != nil {
-			report.Handle(fmt.Errorf("last flush: %w", err))
+			report.flushFailed(err)
 		}
 		report.stop()
 	}, nil
@@ -204,6 +204,21 @@ func (r *exportReport) Handle(err error) {
 	case r.timer == nil:
 		r.timer = time.AfterFunc(time.Until(r.lastLine.Add(r.every)), r.onTimer)
 	}
+}
+
+// flushFailed counts the final flush's failure. A flush that ran out of
+// time says so beside the export error before it, which names the cause
+// (a refused connection, a bad status) that the deadline would hide.
+func (r *exportReport) flushFailed(err error) {
+	r.mu.Lock()
+	if r.last != nil && (errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled)) {
+		r.failed++
+		r.last = fmt.Errorf("%w (and the last flush ran out of time: %w)", r.last, err)
+		r.mu.Unlock()
+		return
+	}
+	r.mu.Unlock()
+	r.Handle(fmt.Errorf("last flush: %w", err))
 }
 
 // onTimer says what failed since the last line, when no failure came to
