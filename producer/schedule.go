@@ -78,7 +78,9 @@ With --dry-run it enqueues nothing and needs no Redis: it prints the next
 (N symbols), or with --json {"at":...,"schedule":...,"symbols":[...]}.
 On stderr it adds one line for each entry whose latest slot before --from
 a start at --from would fire too, being within its misfire_grace:
-  producer: a start at ... would also fire NAME's slot ... (30s late; misfire_grace 1m0s)`,
+  producer: a start at ... would also fire NAME's slot ... (30s late; misfire_grace 1m0s)
+(unless another replica already fired that slot: then the start finds its
+tasks there and logs them as already_enqueued).`,
 		Example: `  producer schedule --config examples/schedule.yaml
   producer schedule --config examples/schedule.yaml --dry-run --from 2027-01-15T09:00:00-05:00 --count 20
   producer schedule --config examples/schedule.yaml --metrics-addr 127.0.0.1:9091`,
