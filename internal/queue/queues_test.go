@@ -8,10 +8,8 @@ import (
 	"time"
 
 	"github.com/hibiken/asynq"
-	"github.com/rs/zerolog"
 
-	"github.com/tickerq/tickerq/internal/logging"
-	"github.com/tickerq/tickerq/tasks"
+	"github.com/tickerq/tickerq/internal/testenv"
 )
 
 // waitState waits until the task id of queue is in state.
@@ -26,37 +24,6 @@ func waitState(t *testing.T, b bundle, queue, id string, state asynq.TaskState) 
 			t.Fatalf("task %s of queue %s: %v (%v), want %s within 15s", id, queue, info, err, state)
 		}
 	}
-}
-
-// blockingWorker runs a worker on queue whose tasks run until release is
-// closed, and returns release.
-func blockingWorker(t *testing.T, b bundle, queue string) chan struct{} {
-	t.Helper()
-	release := make(chan struct{})
-	srv := asynq.NewServer(b.redis, asynq.Config{
-		Concurrency: 2, Queues: map[string]int{queue: 1},
-		Logger: logging.Asynq{L: zerolog.Nop()}, LogLevel: asynq.FatalLevel,
-	})
-	mux := asynq.NewServeMux()
-	mux.HandleFunc(tasks.TypeQuoteFetch, func(ctx context.Context, _ *asynq.Task) error {
-		select {
-		case <-release:
-		case <-ctx.Done():
-		}
-		return nil
-	})
-	if err := srv.Start(mux); err != nil {
-		t.Fatalf("start worker: %v", err)
-	}
-	t.Cleanup(srv.Shutdown)
-	t.Cleanup(func() {
-		select {
-		case <-release:
-		default:
-			close(release)
-		}
-	})
-	return release
 }
 
 func TestQueues(t *testing.T) {
@@ -143,7 +110,14 @@ func TestDeleteQueue(t *testing.T) {
 	}
 
 	// A running task is never deleted, with force or without.
-	release := blockingWorker(t, b, "busy")
+	release := testenv.HoldingWorker(t, b.redis, asynq.Config{Concurrency: 2, Queues: map[string]int{"busy": 1}},
+		func(ctx context.Context, _ *asynq.Task, held <-chan struct{}) error {
+			select {
+			case <-held:
+			case <-ctx.Done():
+			}
+			return nil
+		})
 	res := mustEnqueue(t, b, []string{"SLOW", "NEXT"}, asynq.Queue("busy"))
 	waitState(t, b, "busy", res[0].ID, asynq.TaskStateActive)
 	for _, force := range []bool{false, true} {
@@ -152,7 +126,7 @@ func TestDeleteQueue(t *testing.T) {
 			t.Errorf("DeleteQueue(busy, force %v) = %v, want a refusal: tasks run", force, err)
 		}
 	}
-	close(release)
+	release()
 	if _, err := Wait(ctx, b.inspector, []string{"busy"}, 20*time.Millisecond, nil); err != nil {
 		t.Fatal(err)
 	}
