@@ -59,12 +59,20 @@ func held(info *asynq.QueueInfo) int {
 func ServedBy(servers []*asynq.ServerInfo, queue string) int {
 	n := 0
 	for _, s := range servers {
-		if _, ok := s.Queues[queue]; ok && s.Status == "active" { // "stopped": fetches nothing until it exits
+		if _, ok := s.Queues[queue]; ok && running(s) {
 			n++
 		}
 	}
 	return n
 }
+
+// running tells whether the worker s takes tasks: one that is "stopped"
+// fetches nothing until it exits.
+func running(s *asynq.ServerInfo) bool { return s.Status == "active" }
+
+// unserved is how every message says that no running worker takes tasks
+// from a queue, named by what ("queue low", "it").
+func unserved(what string) string { return "no running worker serves " + what }
 
 // Counts are a queue's tasks by state, as DeleteQueue found them.
 type Counts struct {

@@ -164,7 +164,7 @@ func stopped(ctx context.Context, inspector *asynq.Inspector, busy []QueueStats)
 	for i, s := range busy {
 		parts[i] = fmt.Sprintf("%s (pending %d, active %d, scheduled %d, retry %d", s.Queue, s.Pending, s.Active, s.Scheduled, s.Retry)
 		if err == nil && ServedBy(servers, s.Queue) == 0 {
-			parts[i] += "; no running worker serves it"
+			parts[i] += "; " + unserved("it")
 		}
 		parts[i] += ")"
 	}
