@@ -2,9 +2,7 @@ package queue
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"slices"
 	"strings"
 
 	"github.com/hibiken/asynq"
@@ -23,28 +21,22 @@ type QueueInfo struct {
 
 // Queues returns every queue, sorted by name. It is never nil.
 func Queues(ctx context.Context, inspector *asynq.Inspector) ([]QueueInfo, error) {
-	names, err := inspector.Queues()
+	return queues(ctx, inspector)
+}
+
+// queues is Queues through any queueInspector.
+func queues(ctx context.Context, inspector queueInspector) ([]QueueInfo, error) {
+	infos, err := every(ctx, inspector)
 	if err != nil {
-		return nil, fmt.Errorf("list queues: %w", err)
+		return nil, err
 	}
-	slices.Sort(names)
 	servers, err := inspector.Servers()
 	if err != nil {
 		return nil, fmt.Errorf("list workers: %w", err)
 	}
-	out := make([]QueueInfo, 0, len(names))
-	for _, name := range names {
-		if err := ctx.Err(); err != nil {
-			return nil, err
-		}
-		info, err := inspector.GetQueueInfo(name)
-		if errors.Is(err, asynq.ErrQueueNotFound) {
-			continue // deleted meanwhile
-		}
-		if err != nil {
-			return nil, fmt.Errorf("queue %s: %w", name, err)
-		}
-		out = append(out, QueueInfo{Queue: name, Tasks: held(info), Paused: info.Paused, Workers: ServedBy(servers, name)})
+	out := make([]QueueInfo, len(infos))
+	for i, info := range infos {
+		out[i] = QueueInfo{Queue: info.Queue, Tasks: held(info), Paused: info.Paused, Workers: ServedBy(servers, info.Queue)}
 	}
 	return out, nil
 }

@@ -3,6 +3,7 @@ package queue
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"testing"
 	"time"
@@ -48,6 +49,42 @@ func TestQueues(t *testing.T) {
 	want := []QueueInfo{{Queue: "alpha", Tasks: 1, Workers: 1}, {Queue: "zeta", Tasks: 2, Paused: true}}
 	if !slices.Equal(got, want) {
 		t.Errorf("Queues = %+v, want %+v", got, want)
+	}
+}
+
+// vanishing is the Inspector of a Redis in which another client deletes
+// queue gone right before this one reads it: after the list of queues,
+// before the queue's own numbers.
+type vanishing struct {
+	*asynq.Inspector
+	other   *asynq.Inspector
+	gone    string
+	deleted bool
+}
+
+func (v *vanishing) GetQueueInfo(queue string) (*asynq.QueueInfo, error) {
+	if queue == v.gone && !v.deleted {
+		if err := v.other.DeleteQueue(queue, true); err != nil {
+			return nil, fmt.Errorf("test: delete queue %s meanwhile: %w", queue, err)
+		}
+		v.deleted = true
+	}
+	return v.Inspector.GetQueueInfo(queue)
+}
+
+func TestQueuesSkipsAQueueDeletedMeanwhile(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	mustEnqueue(t, b, symbolsN(1), asynq.Queue("alpha"))
+	mustEnqueue(t, b, symbolsN(2), asynq.Queue("gone"))
+	mustEnqueue(t, b, symbolsN(3), asynq.Queue("zeta"))
+	other := asynq.NewInspector(b.redis)
+	defer other.Close()
+	in := &vanishing{Inspector: b.inspector, other: other, gone: "gone"}
+	got, err := queues(t.Context(), in)
+	want := []QueueInfo{{Queue: "alpha", Tasks: 1}, {Queue: "zeta", Tasks: 3}}
+	if err != nil || !slices.Equal(got, want) || !in.deleted {
+		t.Errorf("Queues = %+v, %v (queue gone deleted meanwhile: %v); want %+v", got, err, in.deleted, want)
 	}
 }
 
