@@ -11,6 +11,7 @@ import (
 	"github.com/hibiken/asynq"
 
 	"github.com/tickerq/tickerq/internal/testenv"
+	"github.com/tickerq/tickerq/tasks"
 )
 
 // waitState waits until the task id of queue is in state.
@@ -52,24 +53,32 @@ func TestQueues(t *testing.T) {
 	}
 }
 
-// vanishing is the Inspector of a Redis in which another client deletes
-// queue gone right before this one reads it: after the list of queues,
-// before the queue's own numbers.
-type vanishing struct {
+// meanwhile is the Inspector of a Redis in which another client acts
+// between two of this one's calls: right before it reads a queue's numbers
+// (beforeInfo), and right after it deleted a queue's completed tasks
+// (afterCompleted).
+type meanwhile struct {
 	*asynq.Inspector
-	other   *asynq.Inspector
-	gone    string
-	deleted bool
+	beforeInfo, afterCompleted func(queue string) error
 }
 
-func (v *vanishing) GetQueueInfo(queue string) (*asynq.QueueInfo, error) {
-	if queue == v.gone && !v.deleted {
-		if err := v.other.DeleteQueue(queue, true); err != nil {
-			return nil, fmt.Errorf("test: delete queue %s meanwhile: %w", queue, err)
+func (m meanwhile) GetQueueInfo(queue string) (*asynq.QueueInfo, error) {
+	if m.beforeInfo != nil {
+		if err := m.beforeInfo(queue); err != nil {
+			return nil, fmt.Errorf("test: meanwhile: %w", err)
 		}
-		v.deleted = true
 	}
-	return v.Inspector.GetQueueInfo(queue)
+	return m.Inspector.GetQueueInfo(queue)
+}
+
+func (m meanwhile) DeleteAllCompletedTasks(queue string) (int, error) {
+	n, err := m.Inspector.DeleteAllCompletedTasks(queue)
+	if err == nil && m.afterCompleted != nil {
+		if err := m.afterCompleted(queue); err != nil {
+			return n, fmt.Errorf("test: meanwhile: %w", err)
+		}
+	}
+	return n, err
 }
 
 func TestQueuesSkipsAQueueDeletedMeanwhile(t *testing.T) {
@@ -80,11 +89,63 @@ func TestQueuesSkipsAQueueDeletedMeanwhile(t *testing.T) {
 	mustEnqueue(t, b, symbolsN(3), asynq.Queue("zeta"))
 	other := asynq.NewInspector(b.redis)
 	defer other.Close()
-	in := &vanishing{Inspector: b.inspector, other: other, gone: "gone"}
+	deleted := false
+	in := meanwhile{Inspector: b.inspector, beforeInfo: func(queue string) error {
+		if queue != "gone" || deleted {
+			return nil
+		}
+		deleted = true
+		return other.DeleteQueue(queue, true)
+	}}
 	got, err := queues(t.Context(), in)
 	want := []QueueInfo{{Queue: "alpha", Tasks: 1}, {Queue: "zeta", Tasks: 3}}
-	if err != nil || !slices.Equal(got, want) || !in.deleted {
-		t.Errorf("Queues = %+v, %v (queue gone deleted meanwhile: %v); want %+v", got, err, in.deleted, want)
+	if err != nil || !slices.Equal(got, want) || !deleted {
+		t.Errorf("Queues = %+v, %v (queue gone deleted meanwhile: %v); want %+v", got, err, deleted, want)
+	}
+}
+
+// TestDeleteQueueTaskStartsMeanwhile: a task that starts after DeleteQueue
+// counted, when the completed tasks are gone already, makes asynq refuse
+// the queue; the refusal says that the completed tasks are gone.
+func TestDeleteQueueTaskStartsMeanwhile(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	testenv.HoldingWorker(t, b.redis, asynq.Config{Queues: map[string]int{"race": 1}, TaskCheckInterval: 50 * time.Millisecond},
+		func(ctx context.Context, task *asynq.Task, held <-chan struct{}) error {
+			if tasks.Symbol(task) == "HOLD" {
+				select {
+				case <-held:
+				case <-ctx.Done():
+				}
+			}
+			return nil
+		})
+	mustEnqueue(t, b, []string{"DONE"}, asynq.Queue("race"), asynq.Retention(time.Hour))
+	if _, err := Wait(t.Context(), b.inspector, []string{"race"}, 20*time.Millisecond, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.inspector.PauseQueue("race"); err != nil {
+		t.Fatal(err)
+	}
+	hold := mustEnqueue(t, b, []string{"HOLD"}, asynq.Queue("race"))[0]
+
+	other := asynq.NewInspector(b.redis)
+	defer other.Close()
+	in := meanwhile{Inspector: b.inspector, afterCompleted: func(queue string) error {
+		if err := other.UnpauseQueue(queue); err != nil {
+			return err
+		}
+		waitState(t, b, queue, hold.ID, asynq.TaskStateActive)
+		return nil
+	}}
+	_, err := deleteQueue(t.Context(), in, "race", true)
+	var notEmpty *NotEmptyError
+	const want = "queue race holds 1 task (active 1): not deleted while 1 of them run (its completed task was deleted already)"
+	if !errors.As(err, &notEmpty) || notEmpty.Deleted != 1 || err.Error() != want {
+		t.Errorf("DeleteQueue(race, force) = %v, want %q", err, want)
+	}
+	if got := statsOf(t, b, "race"); got.Active != 1 || got.Completed != 0 {
+		t.Errorf("queue race after the refusal: %+v, want its task active and no completed one", got)
 	}
 }
 

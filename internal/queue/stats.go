@@ -48,12 +48,14 @@ func Stats(ctx context.Context, inspector *asynq.Inspector) ([]QueueStats, error
 }
 
 // queueInspector is what this package asks of an *asynq.Inspector where a
-// queue may come or go between two calls: an interface, so that a test can
-// make that happen between two given calls.
+// queue may change between two calls (come or go, a task start): an
+// interface, so that a test can make that happen between two given calls.
 type queueInspector interface {
 	Queues() ([]string, error)
 	GetQueueInfo(queue string) (*asynq.QueueInfo, error)
 	Servers() ([]*asynq.ServerInfo, error)
+	DeleteAllCompletedTasks(queue string) (int, error)
+	DeleteQueue(queue string, force bool) error
 }
 
 // every reads every queue, sorted by name. A queue deleted between the
