@@ -217,11 +217,7 @@ func runEnqueue(cmd *cobra.Command, g *globals, f *enqueueFlags, args []string) 
 	if enqErr == nil {
 		return nil
 	}
-	err = f.notEnqueued(n[queue.Failed], n[queue.Unknown], len(symbols))
-	if u := queue.Unreachable(ctx, e.redis, enqErr); u != nil {
-		err = fmt.Errorf("%w; %w", u, err)
-	}
-	return interrupted(ctx, err)
+	return interrupted(ctx, f.notEnqueued(n[queue.Failed], n[queue.Unknown], len(symbols), enqErr))
 }
 
 // enqueue enqueues symbols through client (made over rc), showing the
@@ -261,8 +257,9 @@ func awaitMaster(ctx context.Context, errOut io.Writer, rc redis.UniversalClient
 	return nil
 }
 
-// notEnqueued is the closing error when symbols failed or are unknown.
-func (f *enqueueFlags) notEnqueued(failed, unknown, total int) error {
+// notEnqueued is the closing error when symbols failed or are unknown
+// because of cause.
+func (f *enqueueFlags) notEnqueued(failed, unknown, total int, cause error) error {
 	where := "each named above"
 	if f.failedFile != "" {
 		where = "listed in " + f.failedFile
@@ -278,15 +275,20 @@ func (f *enqueueFlags) notEnqueued(failed, unknown, total int) error {
 	case unknown > 0:
 		msg += "; re-running the unknown ones may fetch some twice (use --id-prefix to make re-runs safe)"
 	}
-	return notEnqueuedError(msg)
+	return &notEnqueuedError{msg: msg, cause: cause}
 }
 
 // notEnqueuedError is the closing error of an enqueue that left symbols
-// out. It matches queue.ErrEnqueue without adding its words to the line.
-type notEnqueuedError string
+// out: its text accounts for the symbols, and the per-symbol lines (or
+// explain, for an unreachable Redis) say the cause. It matches
+// queue.ErrEnqueue and wraps the cause without adding their words.
+type notEnqueuedError struct {
+	msg   string
+	cause error
+}
 
-func (e notEnqueuedError) Error() string { return string(e) }
-func (notEnqueuedError) Unwrap() error   { return queue.ErrEnqueue }
+func (e *notEnqueuedError) Error() string   { return e.msg }
+func (e *notEnqueuedError) Unwrap() []error { return []error{queue.ErrEnqueue, e.cause} }
 
 // invalidSymbols reports Validate's error: as one line naming each bad
 // symbol when there are few, else one line per bad symbol and a closing

@@ -91,17 +91,31 @@ func explainErrors(cmd *cobra.Command, g *globals) {
 }
 
 // explain rewords err, the error of a command that loaded its settings:
-// when Redis could not be reached it becomes one line saying so, whatever
-// the command was doing (queue.Unreachable), and the password of the Redis
-// URL is hidden from any error.
+// when Redis could not be reached, whatever the command was doing
+// (queue.Unreachable), the line says so first, then what the command said
+// of its own (withUnreachable); and the password of the Redis URL is hidden
+// from any error.
 func (g *globals) explain(ctx context.Context, err error) error {
 	if err == nil || g.loaded == nil {
 		return err
 	}
 	if u := queue.Unreachable(ctx, g.loaded.redis, err); u != nil {
-		err = u
+		err = withUnreachable(u, err)
 	}
 	return g.loaded.redact.Error(err)
+}
+
+// withUnreachable puts u, which says where Redis is and why it could not be
+// reached, before err, the command's error that found out, so that the
+// cause is said once. An err whose text holds that cause only led up to it
+// ("stats: list queues: dial tcp ...") and gives way to u. An err that
+// wraps the cause without wording it gives an account of its own (enqueue's
+// "12 of 12 symbols not enqueued: ..."), which follows u on the line.
+func withUnreachable(u *queue.UnreachableError, err error) error {
+	if strings.Contains(err.Error(), u.Err.Error()) {
+		return u
+	}
+	return fmt.Errorf("%w; %w", u, err)
 }
 
 // env is what a subcommand needs once its flags are checked.

@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tickerq/tickerq/internal/config"
 	"github.com/tickerq/tickerq/internal/testenv"
 	"github.com/tickerq/tickerq/tasks"
 )
@@ -355,6 +356,45 @@ func TestRedisDown(t *testing.T) {
 	for i := range want {
 		if !strings.HasPrefix(got[i], want[i]) {
 			t.Errorf("enqueue: stderr line %d = %q, want it to start %q", i+1, got[i], want[i])
+		}
+	}
+}
+
+// TestExplainKeepsTheAccount: when Redis could not be reached, explain
+// says so first, with the cause said once, and keeps what the command said
+// of its own; words that only led up to the cause give way; the password
+// of the Redis URL never shows.
+func TestExplainKeepsTheAccount(t *testing.T) {
+	t.Parallel()
+	const raw = "redis://:s3cret@127.0.0.1:1/1"
+	opt, err := config.ParseRedisURL(config.EnvRedisURL, raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := &globals{loaded: &env{redis: opt, redact: config.NewRedactor("", raw)}}
+	conn, dial := net.Dial("tcp", "127.0.0.1:1") // nothing listens on port 1
+	if dial == nil {
+		conn.Close()
+		t.Fatal("dial 127.0.0.1:1 succeeded, want it refused")
+	}
+	const down = "redis at 127.0.0.1:1 is unreachable: dial tcp 127.0.0.1:1: connect: connection refused"
+	const account = "2 of 2 symbols not enqueued: 2 failed (not in redis); each named above"
+	for _, tc := range []struct {
+		name  string
+		err   error
+		want  string
+		keeps bool // the command's error stays in the chain
+	}{
+		{"words that lead up to the cause", fmt.Errorf("stats: list queues: %w", dial), down, false},
+		{"an account that wraps the cause", &notEnqueuedError{msg: account, cause: dial}, down + "; " + account, true},
+		{"an account with the password", &notEnqueuedError{msg: "not enqueued to " + raw, cause: dial},
+			down + "; not enqueued to " + config.RedactURL(raw), true},
+		{"not about the connection", errors.New("queue low holds 1 task (pending 1): not deleted"),
+			"queue low holds 1 task (pending 1): not deleted", true},
+	} {
+		got := g.explain(t.Context(), tc.err)
+		if got.Error() != tc.want || strings.Contains(got.Error(), "s3cret") || errors.Is(got, tc.err) != tc.keeps {
+			t.Errorf("%s: explain = %q (wraps the command's error: %v), want %q (%v)", tc.name, got, errors.Is(got, tc.err), tc.want, tc.keeps)
 		}
 	}
 }

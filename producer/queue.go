@@ -84,7 +84,9 @@ deletes the queue's pending, scheduled, retry, archived and completed tasks
 with it (asynq's Inspector.DeleteQueue with force, plus the completed tasks,
 which asynq would leave behind). Not even --force deletes a queue while one
 of its tasks runs (is active): cancel those (producer tasks cancel ID...) or
-let them finish (producer wait --queue Q), then delete it.
+let them finish (producer wait --queue Q), then delete it. The completed
+tasks go first: if a task starts just then, the queue stays, and the refusal
+says that its completed tasks are deleted already.
 
 A running worker configured to serve Q keeps asking it for tasks: a task
 enqueued to Q later (by a producer, a schedule, or a long-running program

@@ -8,54 +8,37 @@ import (
 	"time"
 
 	"github.com/hibiken/asynq"
-	"github.com/rs/zerolog"
 
-	"github.com/tickerq/tickerq/internal/logging"
 	"github.com/tickerq/tickerq/internal/testenv"
 	"github.com/tickerq/tickerq/tasks"
 )
 
 // uniqueWorker serves queue with a handler that decides by symbol: HOLD
-// runs until release is closed, FAIL fails (and waits an hour to retry),
+// runs until release is called, FAIL fails (and waits an hour to retry),
 // DEAD fails for good (archived), any other symbol succeeds.
-func uniqueWorker(t *testing.T, redisURL, queue string) (release chan struct{}) {
+func uniqueWorker(t *testing.T, redisURL, queue string) (release func()) {
 	t.Helper()
-	release = make(chan struct{})
-	srv := asynq.NewServer(testenv.RedisClientOpt(t, redisURL), asynq.Config{
+	cfg := asynq.Config{
 		Concurrency:    4,
 		Queues:         map[string]int{queue: 1},
 		RetryDelayFunc: func(int, error, *asynq.Task) time.Duration { return time.Hour },
-		Logger:         logging.Asynq{L: zerolog.Nop()},
-		LogLevel:       asynq.FatalLevel,
-	})
-	mux := asynq.NewServeMux()
-	mux.HandleFunc(tasks.TypeQuoteFetch, func(ctx context.Context, task *asynq.Task) error {
-		switch tasks.Symbol(task) {
-		case "HOLD":
-			select {
-			case <-release:
-			case <-ctx.Done():
-				return ctx.Err()
-			}
-		case "FAIL":
-			return errors.New("upstream down")
-		case "DEAD":
-			return asynq.SkipRetry
-		}
-		return nil
-	})
-	if err := srv.Start(mux); err != nil {
-		t.Fatalf("start asynq server: %v", err)
 	}
-	t.Cleanup(srv.Shutdown)
-	t.Cleanup(func() {
-		select {
-		case <-release:
-		default:
-			close(release)
-		}
-	})
-	return release
+	return testenv.HoldingWorker(t, testenv.RedisClientOpt(t, redisURL), cfg,
+		func(ctx context.Context, task *asynq.Task, held <-chan struct{}) error {
+			switch tasks.Symbol(task) {
+			case "HOLD":
+				select {
+				case <-held:
+				case <-ctx.Done():
+					return ctx.Err()
+				}
+			case "FAIL":
+				return errors.New("upstream down")
+			case "DEAD":
+				return asynq.SkipRetry
+			}
+			return nil
+		})
 }
 
 // TestEnqueueUniqueLock proves each sentence of enqueue --help on --unique
@@ -123,7 +106,7 @@ func TestEnqueueUniqueLock(t *testing.T) {
 		id := enqueue(t, "uniq", "1h", "HOLD")
 		waitState(t, "uniq", id, asynq.TaskStateActive)
 		refused(t, "uniq", "HOLD", "active")
-		close(release)
+		release()
 		waitState(t, "uniq", id, asynq.TaskStateCompleted)
 		accepted(t, "uniq", "HOLD", "completed")
 	})

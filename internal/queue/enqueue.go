@@ -417,23 +417,22 @@ func queueOf(opts []asynq.Option) string {
 // of the active ones takes tasks from queue. It returns "" when some active
 // worker serves queue.
 func UnservedWarning(servers []*asynq.ServerInfo, queue string) string {
+	if ServedBy(servers, queue) > 0 {
+		return ""
+	}
 	served := map[string]bool{}
 	active := 0
 	for _, s := range servers {
-		if s.Status != "active" { // "stopped": fetches nothing until it exits
-			continue
-		}
-		active++
-		if _, ok := s.Queues[queue]; ok {
-			return ""
-		}
-		for q := range s.Queues {
-			served[q] = true
+		if running(s) {
+			active++
+			for q := range s.Queues {
+				served[q] = true
+			}
 		}
 	}
 	if active == 0 {
 		return fmt.Sprintf("no worker is running: the tasks wait in queue %s until one serves it", queue)
 	}
-	return fmt.Sprintf("no running worker serves queue %s (%d running serve %s): the tasks wait until one does",
-		queue, active, strings.Join(slices.Sorted(maps.Keys(served)), ", "))
+	return fmt.Sprintf("%s (%d running serve %s): the tasks wait until one does",
+		unserved("queue "+queue), active, strings.Join(slices.Sorted(maps.Keys(served)), ", "))
 }

@@ -2,9 +2,7 @@ package queue
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"slices"
 	"strings"
 
 	"github.com/hibiken/asynq"
@@ -23,28 +21,22 @@ type QueueInfo struct {
 
 // Queues returns every queue, sorted by name. It is never nil.
 func Queues(ctx context.Context, inspector *asynq.Inspector) ([]QueueInfo, error) {
-	names, err := inspector.Queues()
+	return queues(ctx, inspector)
+}
+
+// queues is Queues through any queueInspector.
+func queues(ctx context.Context, inspector queueInspector) ([]QueueInfo, error) {
+	infos, err := every(ctx, inspector)
 	if err != nil {
-		return nil, fmt.Errorf("list queues: %w", err)
+		return nil, err
 	}
-	slices.Sort(names)
 	servers, err := inspector.Servers()
 	if err != nil {
 		return nil, fmt.Errorf("list workers: %w", err)
 	}
-	out := make([]QueueInfo, 0, len(names))
-	for _, name := range names {
-		if err := ctx.Err(); err != nil {
-			return nil, err
-		}
-		info, err := inspector.GetQueueInfo(name)
-		if errors.Is(err, asynq.ErrQueueNotFound) {
-			continue // deleted meanwhile
-		}
-		if err != nil {
-			return nil, fmt.Errorf("queue %s: %w", name, err)
-		}
-		out = append(out, QueueInfo{Queue: name, Tasks: held(info), Paused: info.Paused, Workers: ServedBy(servers, name)})
+	out := make([]QueueInfo, len(infos))
+	for i, info := range infos {
+		out[i] = QueueInfo{Queue: info.Queue, Tasks: held(info), Paused: info.Paused, Workers: ServedBy(servers, info.Queue)}
 	}
 	return out, nil
 }
@@ -59,12 +51,20 @@ func held(info *asynq.QueueInfo) int {
 func ServedBy(servers []*asynq.ServerInfo, queue string) int {
 	n := 0
 	for _, s := range servers {
-		if _, ok := s.Queues[queue]; ok && s.Status == "active" { // "stopped": fetches nothing until it exits
+		if _, ok := s.Queues[queue]; ok && running(s) {
 			n++
 		}
 	}
 	return n
 }
+
+// running tells whether the worker s takes tasks: one that is "stopped"
+// fetches nothing until it exits.
+func running(s *asynq.ServerInfo) bool { return s.Status == "active" }
+
+// unserved is how every message says that no running worker takes tasks
+// from a queue, named by what ("queue low", "it").
+func unserved(what string) string { return "no running worker serves " + what }
 
 // Counts are a queue's tasks by state, as DeleteQueue found them.
 type Counts struct {
@@ -111,13 +111,30 @@ type NotEmptyError struct {
 	Queue string
 	Held  Counts
 	Force bool
+	// Deleted counts the completed tasks that DeleteQueue, with force,
+	// deleted before asynq refused the queue: a task started in between.
+	Deleted int
 }
 
 func (e *NotEmptyError) Error() string {
+	msg := fmt.Sprintf("queue %s holds %s: not deleted", e.Queue, e.Held)
 	if e.Held.Active > 0 {
-		return fmt.Sprintf("queue %s holds %s: not deleted while %d of them run", e.Queue, e.Held, e.Held.Active)
+		msg += fmt.Sprintf(" while %d of them run", e.Held.Active)
 	}
-	return fmt.Sprintf("queue %s holds %s: not deleted", e.Queue, e.Held)
+	return msg + alreadyDeleted(e.Deleted)
+}
+
+// alreadyDeleted says, after a refusal, that n completed tasks of the queue
+// were deleted before it; "" for none.
+func alreadyDeleted(n int) string {
+	switch n {
+	case 0:
+		return ""
+	case 1:
+		return " (its completed task was deleted already)"
+	default:
+		return fmt.Sprintf(" (its %d completed tasks were deleted already)", n)
+	}
 }
 
 // DeletedQueue says what DeleteQueue removed and what it left.
@@ -140,11 +157,19 @@ type DeletedQueue struct {
 // With force it deletes the queue's tasks with it (asynq's
 // Inspector.DeleteQueue, plus the completed tasks, which asynq would leave
 // behind for ever), but never while one of them runs (*NotEmptyError
-// again): cancel those or let them finish first. A queue that does not
-// exist gives ErrQueueNotFound. The queue's all-time processed and failed
-// totals stay in Redis, as asynq keeps them, and so does a uniqueness lock
-// (asynq.Unique) that one of the deleted tasks held, until it expires.
+// again): cancel those or let them finish first. The completed tasks go
+// first, right after the count; if a task starts in between, asynq refuses
+// the queue and the error says how many completed tasks are gone already.
+// A queue that does not exist gives ErrQueueNotFound. The queue's all-time
+// processed and failed totals stay in Redis, as asynq keeps them, and so
+// does a uniqueness lock (asynq.Unique) that one of the deleted tasks held,
+// until it expires.
 func DeleteQueue(ctx context.Context, inspector *asynq.Inspector, queue string, force bool) (DeletedQueue, error) {
+	return deleteQueue(ctx, inspector, queue, force)
+}
+
+// deleteQueue is DeleteQueue through any queueInspector.
+func deleteQueue(ctx context.Context, inspector queueInspector, queue string, force bool) (DeletedQueue, error) {
 	d := DeletedQueue{Queue: queue}
 	if err := ctx.Err(); err != nil {
 		return d, err
@@ -152,6 +177,12 @@ func DeleteQueue(ctx context.Context, inspector *asynq.Inspector, queue string, 
 	if err := queueExists(inspector, queue); err != nil {
 		return d, err
 	}
+	servers, err := inspector.Servers()
+	if err != nil {
+		return d, fmt.Errorf("list workers: %w", err)
+	}
+	d.Workers = ServedBy(servers, queue)
+	// The count that decides, read right before anything is deleted.
 	info, err := inspector.GetQueueInfo(queue)
 	if err != nil {
 		return d, fmt.Errorf("queue %s: %w", queue, err)
@@ -160,23 +191,19 @@ func DeleteQueue(ctx context.Context, inspector *asynq.Inspector, queue string, 
 	if d.Held.Active > 0 || (!force && d.Held.Total() > 0) {
 		return d, &NotEmptyError{Queue: queue, Held: d.Held, Force: force}
 	}
-	servers, err := inspector.Servers()
-	if err != nil {
-		return d, fmt.Errorf("list workers: %w", err)
-	}
-	d.Workers = ServedBy(servers, queue)
+	deleted := 0 // completed tasks
 	if force && d.Held.Completed > 0 {
-		if _, err := inspector.DeleteAllCompletedTasks(queue); err != nil {
+		if deleted, err = inspector.DeleteAllCompletedTasks(queue); err != nil {
 			return d, fmt.Errorf("delete the completed tasks of queue %s: %w", queue, err)
 		}
 	}
 	if err := inspector.DeleteQueue(queue, force); err != nil {
 		// A task started, or was enqueued, since the count: say what the
-		// queue holds now.
+		// queue holds now, and what is gone already.
 		if info, ierr := inspector.GetQueueInfo(queue); ierr == nil && (info.Active > 0 || (!force && held(info) > 0)) {
-			return d, &NotEmptyError{Queue: queue, Held: countsOf(info), Force: force}
+			return d, &NotEmptyError{Queue: queue, Held: countsOf(info), Force: force, Deleted: deleted}
 		}
-		return d, fmt.Errorf("delete queue %s: %w", queue, err)
+		return d, fmt.Errorf("delete queue %s%s: %w", queue, alreadyDeleted(deleted), err)
 	}
 	return d, nil
 }

@@ -3,14 +3,14 @@ package queue
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"testing"
 	"time"
 
 	"github.com/hibiken/asynq"
-	"github.com/rs/zerolog"
 
-	"github.com/tickerq/tickerq/internal/logging"
+	"github.com/tickerq/tickerq/internal/testenv"
 	"github.com/tickerq/tickerq/tasks"
 )
 
@@ -26,37 +26,6 @@ func waitState(t *testing.T, b bundle, queue, id string, state asynq.TaskState) 
 			t.Fatalf("task %s of queue %s: %v (%v), want %s within 15s", id, queue, info, err, state)
 		}
 	}
-}
-
-// blockingWorker runs a worker on queue whose tasks run until release is
-// closed, and returns release.
-func blockingWorker(t *testing.T, b bundle, queue string) chan struct{} {
-	t.Helper()
-	release := make(chan struct{})
-	srv := asynq.NewServer(b.redis, asynq.Config{
-		Concurrency: 2, Queues: map[string]int{queue: 1},
-		Logger: logging.Asynq{L: zerolog.Nop()}, LogLevel: asynq.FatalLevel,
-	})
-	mux := asynq.NewServeMux()
-	mux.HandleFunc(tasks.TypeQuoteFetch, func(ctx context.Context, _ *asynq.Task) error {
-		select {
-		case <-release:
-		case <-ctx.Done():
-		}
-		return nil
-	})
-	if err := srv.Start(mux); err != nil {
-		t.Fatalf("start worker: %v", err)
-	}
-	t.Cleanup(srv.Shutdown)
-	t.Cleanup(func() {
-		select {
-		case <-release:
-		default:
-			close(release)
-		}
-	})
-	return release
 }
 
 func TestQueues(t *testing.T) {
@@ -81,6 +50,102 @@ func TestQueues(t *testing.T) {
 	want := []QueueInfo{{Queue: "alpha", Tasks: 1, Workers: 1}, {Queue: "zeta", Tasks: 2, Paused: true}}
 	if !slices.Equal(got, want) {
 		t.Errorf("Queues = %+v, want %+v", got, want)
+	}
+}
+
+// meanwhile is the Inspector of a Redis in which another client acts
+// between two of this one's calls: right before it reads a queue's numbers
+// (beforeInfo), and right after it deleted a queue's completed tasks
+// (afterCompleted).
+type meanwhile struct {
+	*asynq.Inspector
+	beforeInfo, afterCompleted func(queue string) error
+}
+
+func (m meanwhile) GetQueueInfo(queue string) (*asynq.QueueInfo, error) {
+	if m.beforeInfo != nil {
+		if err := m.beforeInfo(queue); err != nil {
+			return nil, fmt.Errorf("test: meanwhile: %w", err)
+		}
+	}
+	return m.Inspector.GetQueueInfo(queue)
+}
+
+func (m meanwhile) DeleteAllCompletedTasks(queue string) (int, error) {
+	n, err := m.Inspector.DeleteAllCompletedTasks(queue)
+	if err == nil && m.afterCompleted != nil {
+		if err := m.afterCompleted(queue); err != nil {
+			return n, fmt.Errorf("test: meanwhile: %w", err)
+		}
+	}
+	return n, err
+}
+
+func TestQueuesSkipsAQueueDeletedMeanwhile(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	mustEnqueue(t, b, symbolsN(1), asynq.Queue("alpha"))
+	mustEnqueue(t, b, symbolsN(2), asynq.Queue("gone"))
+	mustEnqueue(t, b, symbolsN(3), asynq.Queue("zeta"))
+	other := asynq.NewInspector(b.redis)
+	defer other.Close()
+	deleted := false
+	in := meanwhile{Inspector: b.inspector, beforeInfo: func(queue string) error {
+		if queue != "gone" || deleted {
+			return nil
+		}
+		deleted = true
+		return other.DeleteQueue(queue, true)
+	}}
+	got, err := queues(t.Context(), in)
+	want := []QueueInfo{{Queue: "alpha", Tasks: 1}, {Queue: "zeta", Tasks: 3}}
+	if err != nil || !slices.Equal(got, want) || !deleted {
+		t.Errorf("Queues = %+v, %v (queue gone deleted meanwhile: %v); want %+v", got, err, deleted, want)
+	}
+}
+
+// TestDeleteQueueTaskStartsMeanwhile: a task that starts after DeleteQueue
+// counted, when the completed tasks are gone already, makes asynq refuse
+// the queue; the refusal says that the completed tasks are gone.
+func TestDeleteQueueTaskStartsMeanwhile(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	testenv.HoldingWorker(t, b.redis, asynq.Config{Queues: map[string]int{"race": 1}, TaskCheckInterval: 50 * time.Millisecond},
+		func(ctx context.Context, task *asynq.Task, held <-chan struct{}) error {
+			if tasks.Symbol(task) == "HOLD" {
+				select {
+				case <-held:
+				case <-ctx.Done():
+				}
+			}
+			return nil
+		})
+	mustEnqueue(t, b, []string{"DONE"}, asynq.Queue("race"), asynq.Retention(time.Hour))
+	if _, err := Wait(t.Context(), b.inspector, []string{"race"}, 20*time.Millisecond, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.inspector.PauseQueue("race"); err != nil {
+		t.Fatal(err)
+	}
+	hold := mustEnqueue(t, b, []string{"HOLD"}, asynq.Queue("race"))[0]
+
+	other := asynq.NewInspector(b.redis)
+	defer other.Close()
+	in := meanwhile{Inspector: b.inspector, afterCompleted: func(queue string) error {
+		if err := other.UnpauseQueue(queue); err != nil {
+			return err
+		}
+		waitState(t, b, queue, hold.ID, asynq.TaskStateActive)
+		return nil
+	}}
+	_, err := deleteQueue(t.Context(), in, "race", true)
+	var notEmpty *NotEmptyError
+	const want = "queue race holds 1 task (active 1): not deleted while 1 of them run (its completed task was deleted already)"
+	if !errors.As(err, &notEmpty) || notEmpty.Deleted != 1 || err.Error() != want {
+		t.Errorf("DeleteQueue(race, force) = %v, want %q", err, want)
+	}
+	if got := statsOf(t, b, "race"); got.Active != 1 || got.Completed != 0 {
+		t.Errorf("queue race after the refusal: %+v, want its task active and no completed one", got)
 	}
 }
 
@@ -143,7 +208,14 @@ func TestDeleteQueue(t *testing.T) {
 	}
 
 	// A running task is never deleted, with force or without.
-	release := blockingWorker(t, b, "busy")
+	release := testenv.HoldingWorker(t, b.redis, asynq.Config{Concurrency: 2, Queues: map[string]int{"busy": 1}},
+		func(ctx context.Context, _ *asynq.Task, held <-chan struct{}) error {
+			select {
+			case <-held:
+			case <-ctx.Done():
+			}
+			return nil
+		})
 	res := mustEnqueue(t, b, []string{"SLOW", "NEXT"}, asynq.Queue("busy"))
 	waitState(t, b, "busy", res[0].ID, asynq.TaskStateActive)
 	for _, force := range []bool{false, true} {
@@ -152,7 +224,7 @@ func TestDeleteQueue(t *testing.T) {
 			t.Errorf("DeleteQueue(busy, force %v) = %v, want a refusal: tasks run", force, err)
 		}
 	}
-	close(release)
+	release()
 	if _, err := Wait(ctx, b.inspector, []string{"busy"}, 20*time.Millisecond, nil); err != nil {
 		t.Fatal(err)
 	}

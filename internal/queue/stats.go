@@ -40,6 +40,27 @@ func (s QueueStats) Outstanding() int {
 
 // Stats returns a snapshot of every queue, sorted by name. It is never nil.
 func Stats(ctx context.Context, inspector *asynq.Inspector) ([]QueueStats, error) {
+	infos, err := every(ctx, inspector)
+	if err != nil {
+		return nil, err
+	}
+	return asStats(infos), nil
+}
+
+// queueInspector is what this package asks of an *asynq.Inspector where a
+// queue may change between two calls (come or go, a task start): an
+// interface, so that a test can make that happen between two given calls.
+type queueInspector interface {
+	Queues() ([]string, error)
+	GetQueueInfo(queue string) (*asynq.QueueInfo, error)
+	Servers() ([]*asynq.ServerInfo, error)
+	DeleteAllCompletedTasks(queue string) (int, error)
+	DeleteQueue(queue string, force bool) error
+}
+
+// every reads every queue, sorted by name. A queue deleted between the
+// list and its read is left out.
+func every(ctx context.Context, inspector queueInspector) ([]*asynq.QueueInfo, error) {
 	names, err := inspector.Queues()
 	if err != nil {
 		return nil, fmt.Errorf("list queues: %w", err)
@@ -49,48 +70,59 @@ func Stats(ctx context.Context, inspector *asynq.Inspector) ([]QueueStats, error
 }
 
 // snapshot reads the named queues in order. A queue that does not exist is
-// reported as empty if keepMissing, else left out.
-func snapshot(ctx context.Context, inspector *asynq.Inspector, names []string, keepMissing bool) ([]QueueStats, error) {
-	out := make([]QueueStats, 0, len(names))
+// reported as empty (a QueueInfo with only its name) if keepMissing, else
+// left out.
+func snapshot(ctx context.Context, inspector queueInspector, names []string, keepMissing bool) ([]*asynq.QueueInfo, error) {
+	out := make([]*asynq.QueueInfo, 0, len(names))
 	for _, name := range names {
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
-		s, ok, err := queueStats(inspector, name)
+		info, ok, err := queueInfo(inspector, name)
 		if err != nil {
 			return nil, err
 		}
-		if ok || keepMissing {
-			out = append(out, s)
+		if ok {
+			out = append(out, info)
+		} else if keepMissing {
+			out = append(out, &asynq.QueueInfo{Queue: name})
 		}
 	}
 	return out, nil
 }
 
-// queueStats reads one queue; ok is false if it does not exist.
-func queueStats(inspector *asynq.Inspector, name string) (s QueueStats, ok bool, err error) {
-	s.Queue = name
-	info, err := inspector.GetQueueInfo(name)
+// queueInfo reads one queue; ok is false if it does not exist.
+func queueInfo(inspector queueInspector, name string) (info *asynq.QueueInfo, ok bool, err error) {
+	info, err = inspector.GetQueueInfo(name)
 	if err != nil {
 		// asynq reports a missing queue with an error type of its internal
 		// package, so ask the queue list instead of matching the message.
 		names, lerr := inspector.Queues()
 		if lerr == nil && !slices.Contains(names, name) {
-			return s, false, nil
+			return nil, false, nil
 		}
-		return s, false, fmt.Errorf("queue %s: %w", name, err)
+		return nil, false, fmt.Errorf("queue %s: %w", name, err)
 	}
-	return QueueStats{
-		Queue:     info.Queue,
-		Pending:   info.Pending,
-		Active:    info.Active,
-		Scheduled: info.Scheduled,
-		Retry:     info.Retry,
-		Archived:  info.Archived,
-		Completed: info.Completed,
-		Processed: info.ProcessedTotal,
-		Failed:    info.FailedTotal,
-	}, true, nil
+	return info, true, nil
+}
+
+// asStats is what Stats tells of each of infos.
+func asStats(infos []*asynq.QueueInfo) []QueueStats {
+	out := make([]QueueStats, len(infos))
+	for i, info := range infos {
+		out[i] = QueueStats{
+			Queue:     info.Queue,
+			Pending:   info.Pending,
+			Active:    info.Active,
+			Scheduled: info.Scheduled,
+			Retry:     info.Retry,
+			Archived:  info.Archived,
+			Completed: info.Completed,
+			Processed: info.ProcessedTotal,
+			Failed:    info.FailedTotal,
+		}
+	}
+	return out
 }
 
 // Wait polls every poll (DefaultPoll if poll <= 0) until no task in the named
@@ -136,15 +168,16 @@ func Wait(ctx context.Context, inspector *asynq.Inspector, queues []string, poll
 // outstanding returns the watched queues, sorted, and those of them that
 // still have tasks to run.
 func outstanding(ctx context.Context, inspector *asynq.Inspector, queues []string) (watched []string, busy []QueueStats, err error) {
-	var all []QueueStats
+	var infos []*asynq.QueueInfo
 	if len(queues) == 0 {
-		all, err = Stats(ctx, inspector)
+		infos, err = every(ctx, inspector)
 	} else {
-		all, err = snapshot(ctx, inspector, queues, true)
+		infos, err = snapshot(ctx, inspector, queues, true)
 	}
 	if err != nil {
 		return nil, nil, err
 	}
+	all := asStats(infos)
 	for _, s := range all {
 		watched = append(watched, s.Queue)
 	}
@@ -164,7 +197,7 @@ func stopped(ctx context.Context, inspector *asynq.Inspector, busy []QueueStats)
 	for i, s := range busy {
 		parts[i] = fmt.Sprintf("%s (pending %d, active %d, scheduled %d, retry %d", s.Queue, s.Pending, s.Active, s.Scheduled, s.Retry)
 		if err == nil && ServedBy(servers, s.Queue) == 0 {
-			parts[i] += "; no running worker serves it"
+			parts[i] += "; " + unserved("it")
 		}
 		parts[i] += ")"
 	}

@@ -192,7 +192,7 @@ func lister(inspector *asynq.Inspector, state asynq.TaskState) (listFunc, error)
 
 // queueNotFound is the error for a queue that does not exist, naming those
 // that do.
-func queueNotFound(inspector *asynq.Inspector, queue string) error {
+func queueNotFound(inspector queueInspector, queue string) error {
 	names, err := inspector.Queues()
 	if err != nil || len(names) == 0 {
 		return fmt.Errorf("queue %s: %w", queue, ErrQueueNotFound)
@@ -355,7 +355,7 @@ func each(ctx context.Context, inspector *asynq.Inspector, queue string, ids []s
 }
 
 // queueExists returns an error wrapping ErrQueueNotFound unless queue exists.
-func queueExists(inspector *asynq.Inspector, queue string) error {
+func queueExists(inspector queueInspector, queue string) error {
 	names, err := inspector.Queues()
 	if err != nil {
 		return fmt.Errorf("list queues: %w", err)

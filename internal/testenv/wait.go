@@ -1,8 +1,15 @@
 package testenv
 
 import (
+	"context"
+	"sync"
 	"testing"
 	"time"
+
+	"github.com/hibiken/asynq"
+	"github.com/rs/zerolog"
+
+	"github.com/tickerq/tickerq/internal/logging"
 )
 
 // WaitUntil polls cond every few milliseconds until it holds, failing the
@@ -17,4 +24,28 @@ func WaitUntil(t testing.TB, what string, timeout time.Duration, cond func() boo
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+}
+
+// HoldingWorker starts an asynq worker on redis, set up by cfg (silent
+// unless cfg names a Logger), that runs every task with handle, and shuts
+// it down when the test ends. handle may keep a task active by waiting on
+// held, which stays open until release is called: by the test, or at the
+// latest when the test ends, before the worker shuts down.
+func HoldingWorker(t testing.TB, redis asynq.RedisConnOpt, cfg asynq.Config,
+	handle func(ctx context.Context, task *asynq.Task, held <-chan struct{}) error) (release func()) {
+	t.Helper()
+	if cfg.Logger == nil {
+		cfg.Logger, cfg.LogLevel = logging.Asynq{L: zerolog.Nop()}, asynq.FatalLevel
+	}
+	held := make(chan struct{})
+	release = sync.OnceFunc(func() { close(held) })
+	srv := asynq.NewServer(redis, cfg)
+	if err := srv.Start(asynq.HandlerFunc(func(ctx context.Context, task *asynq.Task) error {
+		return handle(ctx, task, held)
+	})); err != nil {
+		t.Fatalf("testenv: start asynq worker: %v", err)
+	}
+	t.Cleanup(srv.Shutdown)
+	t.Cleanup(release) // runs first: a held task does not keep Shutdown waiting
+	return release
 }
