@@ -21,17 +21,27 @@ cd "$(dirname "$0")/.."
 log() { printf 'test: %s\n' "$*" >&2; }
 die() { printf 'test: error: %s\n' "$*" >&2; exit 1; }
 
+# shellcheck source=scripts/proc.sh
+. scripts/proc.sh
+
 REDIS_PID=""
 REDIS_PORT=""
 REDIS_DIR=""
 
-# stop_redis stops the redis-server this script started, after checking
-# that the pid still is that server (not a process that reused the pid),
-# and removes its directory.
+# stop_redis stops the redis-server this script started, once it has
+# checked that the pid still is that server (proc.sh's pidfile_check: alive,
+# the start time recorded at launch, the redis-server binary), not a process
+# that reused the pid, and waits for it to exit; then it removes its
+# directory. It reads /proc alone: `ps` (procps) may be missing.
 stop_redis() {
-	if [[ -n $REDIS_PID ]] && [[ $(ps -o args= -p "$REDIS_PID" 2>/dev/null) == *redis-server*":$REDIS_PORT"* ]]; then
-		kill "$REDIS_PID" 2>/dev/null || true
-		wait "$REDIS_PID" 2>/dev/null || true
+	if [[ -n $REDIS_PID ]]; then
+		if ! stop_pidfile "$REDIS_DIR/redis.pid" "$REDIS_BIN" "the tests' redis-server"; then
+			log "left $REDIS_DIR in place: the server still uses it"
+			REDIS_DIR=""
+		fi
+		# Reaped once it has exited; not waited for while it runs (a
+		# process this did not stop).
+		proc_alive "$REDIS_PID" || wait "$REDIS_PID" 2>/dev/null || true
 	fi
 	REDIS_PID=""
 	if [[ -n $REDIS_DIR ]]; then
@@ -56,16 +66,17 @@ port_taken() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 # answers; a port taken between the check and the bind makes the server
 # exit at once, and another port is tried.
 start_redis() {
-	command -v redis-server >/dev/null || die "redis-server not found (make tools installs it)"
+	REDIS_BIN=$(command -v redis-server) || die "redis-server not found (make tools installs it)"
 	REDIS_DIR=$(mktemp -d "${TMPDIR:-/tmp}/tickerq-test-redis.XXXXXX")
 	local attempt i
 	for attempt in 1 2 3 4 5; do
 		REDIS_PORT=$((20000 + RANDOM % 30000))
 		port_taken "$REDIS_PORT" && continue
-		redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --dir "$REDIS_DIR" \
+		"$REDIS_BIN" --port "$REDIS_PORT" --bind 127.0.0.1 --dir "$REDIS_DIR" \
 			--save "" --appendonly no --daemonize no \
 			--logfile "$REDIS_DIR/redis.log" &
 		REDIS_PID=$!
+		pidfile_write "$REDIS_DIR/redis.pid" "$REDIS_PID" "$REDIS_BIN"
 		for ((i = 0; i < 100; i++)); do
 			answers_ping "$REDIS_PORT" && return 0
 			kill -0 "$REDIS_PID" 2>/dev/null || break
