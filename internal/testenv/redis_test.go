@@ -246,14 +246,22 @@ func TestReleaseDeletesOnlyTheTestsKeys(t *testing.T) {
 	}
 }
 
+// claimWithTestKeys claims a database of a new server for a recorder and
+// writes testKeys into it; the recorder's end releases it.
+func claimWithTestKeys(t *testing.T) (r *recorder, c *redis.Client, db int) {
+	t.Helper()
+	s := StartRedisServer(t)
+	r = &recorder{TB: t}
+	db = dbOf(t, claimOn(r, serverURL(t, s), false))
+	c = dbClient(t, s, db)
+	writeTestKeys(t, c)
+	return r, c, db
+}
+
 // A claim that expired and was taken by another test is not ours to clean.
 func TestReleaseLeavesAnExpiredClaimAlone(t *testing.T) {
 	t.Parallel()
-	s := StartRedisServer(t)
-	r := &recorder{TB: t}
-	db := dbOf(t, claimOn(r, serverURL(t, s), false))
-	c := dbClient(t, s, db)
-	writeTestKeys(t, c)
+	r, c, _ := claimWithTestKeys(t)
 	if err := c.Set(t.Context(), ClaimKey, "another-test", 0).Err(); err != nil {
 		t.Fatal(err)
 	}
@@ -263,6 +271,26 @@ func TestReleaseLeavesAnExpiredClaimAlone(t *testing.T) {
 	}
 	if v := c.Get(t.Context(), ClaimKey).Val(); v != "another-test" {
 		t.Errorf("claim %q, want the other test's", v)
+	}
+}
+
+// A test that outlives its claim's lease (make chaos, make soak) still has
+// its keys deleted: the database, not empty, could not be claimed since.
+func TestReleaseAfterTheLeaseExpired(t *testing.T) {
+	t.Parallel()
+	r, c, db := claimWithTestKeys(t)
+	if err := c.PExpire(t.Context(), ClaimKey, time.Millisecond).Err(); err != nil {
+		t.Fatal(err)
+	}
+	for c.Exists(t.Context(), ClaimKey).Val() != 0 {
+		time.Sleep(time.Millisecond)
+	}
+	r.end()
+	if n := c.DBSize(t.Context()).Val(); n != 0 {
+		t.Errorf("database %d holds %d keys after release, want none: %q", db, n, c.Keys(t.Context(), "*").Val())
+	}
+	if len(r.errs) != 0 {
+		t.Errorf("errors %q, want none", r.errs)
 	}
 }
 
