@@ -139,7 +139,7 @@ func TestClaimsNeverShareADatabase(t *testing.T) {
 	var wg sync.WaitGroup
 	for i := range claims {
 		wg.Go(func() {
-			c, err := newClaim(base, false)
+			c, err := newClaim(base, false, t.Name())
 			if err == nil {
 				err = c.acquire(t.Context(), t)
 			}
@@ -159,7 +159,7 @@ func TestClaimsNeverShareADatabase(t *testing.T) {
 		t.Fatalf("%d claims at once got databases %v, want each of %v once", len(claims), got, want)
 	}
 
-	c, err := newClaim(base, false)
+	c, err := newClaim(base, false, t.Name())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -173,11 +173,41 @@ func TestClaimsNeverShareADatabase(t *testing.T) {
 	}
 }
 
+// A claim that waits says which tests hold the databases, so that a parent
+// test holding one while its parallel subtests wait is plain to see.
+func TestWaitingClaimNamesTheHolders(t *testing.T) {
+	t.Parallel()
+	s := StartRedisServer(t)
+	fillForeign(t, s, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14)
+	base := serverURL(t, s)
+	holder, err := newClaim(base, false, "TestParent")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := holder.acquire(t.Context(), t); err != nil {
+		t.Fatal(err)
+	}
+	waiter, err := newClaim(base, false, "TestParent/subtest")
+	if err != nil {
+		t.Fatal(err)
+	}
+	waiter.notice = 0 // say it at once
+	r := &recorder{TB: t}
+	ctx, cancel := context.WithTimeout(t.Context(), time.Second)
+	defer cancel()
+	if err := waiter.acquire(ctx, r); !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("a claim while every index is held: %v, want it to wait until its deadline", err)
+	}
+	if len(r.logs) != 1 || !strings.Contains(r.logs[0], "(15: TestParent)") {
+		t.Errorf("logged %q, want one line naming database 15's holder TestParent", r.logs)
+	}
+}
+
 func TestClaimNeverTakesDatabaseZero(t *testing.T) {
 	t.Parallel()
 	s := StartRedisServer(t)
 	fillForeign(t, s, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15)
-	c, err := newClaim(serverURL(t, s), false)
+	c, err := newClaim(serverURL(t, s), false, t.Name())
 	if err != nil {
 		t.Fatal(err)
 	}
