@@ -6,7 +6,7 @@
 # timed out; then it exits non-zero. `make stop` (stop.sh) stops exactly what
 # it started: each pid file records the process's identity (proc.sh).
 #
-# The addresses are the programs' own variables (shared/CONTRACT.md):
+# The addresses are the programs' own variables (docs/configuration.md):
 #   QUOTE_API_URL  http://127.0.0.1:8000  quoteserver listens on its HOST:PORT
 #   ADMIN_ADDR     127.0.0.1:8081         worker's /healthz, /readyz, /metrics ("" = none)
 #   UI_ADDR        127.0.0.1:8080         web UI
@@ -14,6 +14,9 @@
 # what holds it, and nothing starts (exit 1). A process is ready only when the
 # pid it started listens on its address and answers there; one that exits
 # first, or later while the tasks run, is named with the end of its log.
+# The worker without an admin server (ADMIN_ADDR="") is ready when the web UI,
+# started before it, lists its host and pid among asynq's running servers,
+# whatever LOG_LEVEL keeps out of its log.
 set -euo pipefail
 bin=$1 run_dir=$2 watchlist=$3
 # shellcheck source=scripts/proc.sh
@@ -47,9 +50,10 @@ for check in "ADMIN_ADDR=$admin_addr" "UI_ADDR=$ui_addr"; do
 	fi
 done
 
-# The three programs: binary and arguments, address, its variable, and the
-# URL that answers once it is ready.
-names=(quoteserver worker ui)
+# The three programs, in the order they start (the web UI before the worker:
+# see await): binary and arguments, address, its variable, and the URL that
+# answers once it is ready.
+names=(quoteserver ui worker)
 declare -A exe=([quoteserver]=$bin/quoteserver [worker]=$bin/worker [ui]=$bin/producer)
 declare -A args=([quoteserver]="--addr $quote_addr" [worker]="" [ui]="ui --addr $ui_addr")
 declare -A addr_of=([quoteserver]=$quote_addr [worker]=$admin_addr [ui]=$ui_addr)
@@ -232,23 +236,31 @@ start() {
 }
 
 # await NAME waits up to 30 s until the pid it started listens on its address
-# and answers there (the worker without an admin server: until it logs that
-# it runs); it fails when that process exits first.
+# and answers there; it fails when that process exits first. The worker
+# without an admin server is ready once it serves its queues: the web UI
+# lists it (asynqmon's /api/servers: host and pid, as asynq registers the
+# server in Redis on start-up), which depends neither on the log level nor
+# on a log line's wording.
 await() {
-	local name=$1 pid=${pid_of[$1]} addr=${addr_of[$1]}
+	local name=$1 pid=${pid_of[$1]} addr=${addr_of[$1]} servers
 	for _ in $(seq 1 300); do
 		if ! proc_alive "$pid"; then
 			exited "$name"
 			exit 1
 		fi
 		if [ -z "$addr" ]; then
-			grep -q 'worker running' "$run_dir/$name.log" && return 0
+			servers=$(curl -gfsS --max-time 2 "http://$ui_addr/api/servers" 2>/dev/null) || servers=
+			[[ $servers == *"\"host\":\"$HOSTNAME\",\"pid\":$pid,"* ]] && return 0
 		elif listening_pid "$pid" "$addr" && curl -gfsS --max-time 2 -o /dev/null "${ready_url[$name]}" 2>/dev/null; then
 			return 0
 		fi
 		sleep 0.1
 	done
-	echo "run: $name (pid $pid) is not ready after 30 s${addr:+ on $addr}" >&2
+	if [ -n "$addr" ]; then
+		echo "run: $name (pid $pid) is not ready after 30 s on $addr" >&2
+	else
+		echo "run: $name (pid $pid) is not ready after 30 s: http://$ui_addr/api/servers does not list it" >&2
+	fi
 	log_tail "$name"
 	[ -z "$addr" ] || listening_pid "$pid" "$addr" || held_by "$name"
 	exit 1

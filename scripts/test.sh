@@ -21,17 +21,27 @@ cd "$(dirname "$0")/.."
 log() { printf 'test: %s\n' "$*" >&2; }
 die() { printf 'test: error: %s\n' "$*" >&2; exit 1; }
 
+# shellcheck source=scripts/proc.sh
+. scripts/proc.sh
+
 REDIS_PID=""
 REDIS_PORT=""
 REDIS_DIR=""
 
-# stop_redis stops the redis-server this script started, after checking
-# that the pid still is that server (not a process that reused the pid),
-# and removes its directory.
+# stop_redis stops the redis-server this script started, once it has
+# checked that the pid still is that server (proc.sh's pidfile_check: alive,
+# the start time recorded at launch, the redis-server binary), not a process
+# that reused the pid, and waits for it to exit; then it removes its
+# directory. It reads /proc alone: `ps` (procps) may be missing.
 stop_redis() {
-	if [[ -n $REDIS_PID ]] && [[ $(ps -o args= -p "$REDIS_PID" 2>/dev/null) == *redis-server*":$REDIS_PORT"* ]]; then
-		kill "$REDIS_PID" 2>/dev/null || true
-		wait "$REDIS_PID" 2>/dev/null || true
+	if [[ -n $REDIS_PID ]]; then
+		if ! stop_pidfile "$REDIS_DIR/redis.pid" "$REDIS_BIN" "the tests' redis-server"; then
+			log "left $REDIS_DIR in place: the server still uses it"
+			REDIS_DIR=""
+		fi
+		# Reaped once it has exited; not waited for while it runs (a
+		# process this did not stop).
+		proc_alive "$REDIS_PID" || wait "$REDIS_PID" 2>/dev/null || true
 	fi
 	REDIS_PID=""
 	if [[ -n $REDIS_DIR ]]; then
@@ -40,12 +50,21 @@ stop_redis() {
 	REDIS_DIR=""
 }
 
-# answers_ping says whether a Redis answers PING on 127.0.0.1:$1.
-answers_ping() {
+# redis_pid prints the process_id (INFO server) of the Redis answering on
+# 127.0.0.1:$1; "?" when something answers there without one (not a Redis,
+# or one that wants a password), nothing when nothing answers.
+redis_pid() {
 	(
-		exec 3<>"/dev/tcp/127.0.0.1/$1" || exit 1
-		printf 'PING\r\n' >&3
-		read -r -t 2 reply <&3 && [[ $reply == "+PONG"* ]]
+		exec 3<>"/dev/tcp/127.0.0.1/$1" || exit 0
+		printf 'INFO server\r\n' >&3
+		while read -r -t 2 line <&3; do
+			line=${line%$'\r'}
+			case $line in
+			process_id:*) echo "${line#process_id:}" && exit 0 ;;
+			-*) break ;; # an error reply
+			esac
+		done
+		echo '?'
 	) 2>/dev/null
 }
 
@@ -53,25 +72,37 @@ answers_ping() {
 port_taken() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
 # start_redis starts redis-server on a free port and waits until it
-# answers; a port taken between the check and the bind makes the server
-# exit at once, and another port is tried.
+# answers, itself: INFO's process_id is the pid it started. A port taken
+# between the check and the bind makes the server exit at once while the
+# process that took it may answer there; the server is then stopped (if it
+# still runs) and another port is tried.
 start_redis() {
-	command -v redis-server >/dev/null || die "redis-server not found (make tools installs it)"
+	REDIS_BIN=$(command -v redis-server) || die "redis-server not found (make tools installs it)"
 	REDIS_DIR=$(mktemp -d "${TMPDIR:-/tmp}/tickerq-test-redis.XXXXXX")
-	local attempt i
+	local attempt i answer why
 	for attempt in 1 2 3 4 5; do
 		REDIS_PORT=$((20000 + RANDOM % 30000))
 		port_taken "$REDIS_PORT" && continue
-		redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --dir "$REDIS_DIR" \
+		"$REDIS_BIN" --port "$REDIS_PORT" --bind 127.0.0.1 --dir "$REDIS_DIR" \
 			--save "" --appendonly no --daemonize no \
 			--logfile "$REDIS_DIR/redis.log" &
 		REDIS_PID=$!
+		pidfile_write "$REDIS_DIR/redis.pid" "$REDIS_PID" "$REDIS_BIN"
+		why="it did not answer within 10 s"
 		for ((i = 0; i < 100; i++)); do
-			answers_ping "$REDIS_PORT" && return 0
-			kill -0 "$REDIS_PID" 2>/dev/null || break
+			answer=$(redis_pid "$REDIS_PORT")
+			[[ $answer == "$REDIS_PID" ]] && return 0
+			if [[ -n $answer ]]; then
+				why="another process answers there (process_id $answer), not pid $REDIS_PID"
+				break
+			fi
+			if ! proc_alive "$REDIS_PID"; then
+				why="it exited"
+				break
+			fi
 			sleep 0.1
 		done
-		log "redis-server on port $REDIS_PORT did not start (attempt $attempt): $(tail -n 3 "$REDIS_DIR/redis.log" 2>/dev/null)"
+		log "redis-server on port $REDIS_PORT did not start (attempt $attempt): $why: $(tail -n 3 "$REDIS_DIR/redis.log" 2>/dev/null)"
 		stop_redis
 		REDIS_DIR=$(mktemp -d "${TMPDIR:-/tmp}/tickerq-test-redis.XXXXXX")
 	done

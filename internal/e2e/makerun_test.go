@@ -337,6 +337,20 @@ func TestMakeRunKnowsWhatItStarted(t *testing.T) {
 	waitGone(t, pidsB)
 	requireRunning(t, "first clone after the second's stop", pidsA)
 
+	// Without an admin server and at LOG_LEVEL=warn (no info lines in its
+	// log), the worker it started is still found ready.
+	c := newClone(t, e, freeAddr(t), "", freeAddr(t))
+	out, code = c.run("LOG_LEVEL=warn")
+	if code != 0 || !strings.Contains(out, "tickerq is running") {
+		t.Fatalf("make run with ADMIN_ADDR=\"\" and LOG_LEVEL=warn: exit %d\n%s", code, out)
+	}
+	pidsC := c.pids()
+	requireRunning(t, "clone without an admin server", pidsC)
+	if out, code = c.script("stop.sh", nil); code != 0 {
+		t.Fatalf("make stop of the clone without an admin server: exit %d\n%s", code, out)
+	}
+	waitGone(t, pidsC)
+
 	// Stale pid files: a process of the first clone (its exact identity, but
 	// not this clone's binary), a pid now running another program, and this
 	// clone's own quoteserver binary started at another time than recorded.

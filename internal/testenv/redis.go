@@ -12,10 +12,11 @@
 // test only ever takes an EMPTY database, never database 0, and on cleanup
 // deletes only the keys in the namespaces tickerq and asynq write (see
 // ownedPrefixes); it never flushes. The claim is a key in the claimed
-// database itself (ClaimKey), with a token and an expiry. A test process
-// that dies without its cleanups (a timeout) leaves its claim for the
-// lease and its keys for good: that database, no longer empty, is then
-// passed over until someone empties it.
+// database itself (ClaimKey), with a token, the test's name and an expiry
+// (the lease). A test process that dies without its cleanups (a timeout)
+// leaves its claim for the lease and its keys for good: that database, no
+// longer empty, is then passed over until someone empties it. A test that
+// outlives the lease takes its claim back when it ends, to delete its keys.
 //
 // Tests wait for each other when no database is free, so a test holds one
 // database at a time, and never one while its parallel subtests wait for
@@ -46,7 +47,11 @@ const (
 	firstDB = 1  // lowest database index claimed: 0 is never touched
 	lastDB  = 15 // highest database index claimed
 
-	leaseTTL   = time.Hour        // a claim outlives any test (`make test` stops at 30 min)
+	// leaseTTL is how long the claim of a test process that died without
+	// its cleanups keeps others off its database. A test that runs longer
+	// (make chaos: 90 min, make soak: 120 min) takes its claim back at
+	// release.
+	leaseTTL   = time.Hour
 	claimWait  = 10 * time.Minute // how long to wait for another test to free an index
 	waitNotice = 10 * time.Second // waiting this long is logged
 	retryEvery = 200 * time.Millisecond
@@ -54,8 +59,8 @@ const (
 )
 
 // ClaimKey is the key RedisURL keeps in the database it hands a test, for
-// as long as the test runs: the claim, holding the claimer's token. A test
-// that lists every key of its database passes over it.
+// as long as the test runs: the claim, holding the claimer's token and test
+// name. A test that lists every key of its database passes over it.
 const ClaimKey = "tickerq:testenv:claim"
 
 // ownedPrefixes are the key namespaces the tests write through tickerq and
@@ -138,7 +143,8 @@ type claim struct {
 	server string // the server's URL, password hidden, for messages
 	own    bool   // the server is the test process's own
 	opt    *redis.Options
-	token  string
+	value  string        // ClaimKey's value: a token of its own, a space, the test's name
+	notice time.Duration // waiting this long is logged, naming the tests that hold the databases
 }
 
 // claimOn claims a database on the server base names for tb, releasing it
@@ -146,7 +152,7 @@ type claim struct {
 // process's tests uses the server.
 func claimOn(tb testing.TB, base *url.URL, own bool) string {
 	tb.Helper()
-	c, err := newClaim(base, own)
+	c, err := newClaim(base, own, tb.Name())
 	if err != nil {
 		tb.Fatalf("testenv: %v", err)
 	}
@@ -163,8 +169,9 @@ func claimOn(tb testing.TB, base *url.URL, own bool) string {
 	return u.String()
 }
 
-// newClaim prepares a claim on the server base names, with a token of its own.
-func newClaim(base *url.URL, own bool) (*claim, error) {
+// newClaim prepares a claim on the server base names for the test named
+// name, with a token of its own.
+func newClaim(base *url.URL, own bool, name string) (*claim, error) {
 	opt, err := redis.ParseURL(base.String())
 	if err != nil {
 		return nil, fmt.Errorf("parse redis url %s: %w", base.Redacted(), err)
@@ -173,11 +180,14 @@ func newClaim(base *url.URL, own bool) (*claim, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &claim{server: base.Redacted(), own: own, opt: opt, token: token}, nil
+	return &claim{server: base.Redacted(), own: own, opt: opt, value: token + " " + name, notice: waitNotice}, nil
 }
 
 // acquire claims the first empty index, polling while other tests hold the
-// others, and sets c.opt.DB to it.
+// others, and sets c.opt.DB to it. Once it has waited c.notice it logs the
+// names of the tests that hold them, and names them when it gives up: a
+// test that holds a database while its parallel subtests wait for one may
+// be waiting for itself.
 func (c *claim) acquire(ctx context.Context, tb testing.TB) error {
 	tb.Helper()
 	rdb := redis.NewClient(c.opt)
@@ -190,6 +200,8 @@ func (c *claim) acquire(ctx context.Context, tb testing.TB) error {
 	noticed := false
 	for {
 		var held, foreign, last int
+		var holders []string // "database: test", once it has waited c.notice
+		naming := time.Since(start) >= c.notice
 	scan:
 		for db := firstDB; db <= lastDB; db++ {
 			if err := conn.Select(ctx, db).Err(); err != nil {
@@ -199,7 +211,7 @@ func (c *claim) acquire(ctx context.Context, tb testing.TB) error {
 				return fmt.Errorf("select database %d: %w", db, err)
 			}
 			last = db
-			got, err := claimScript.Run(ctx, conn, []string{ClaimKey}, c.token, leaseTTL.Milliseconds()).Int()
+			got, err := claimScript.Run(ctx, conn, []string{ClaimKey}, c.value, leaseTTL.Milliseconds()).Int()
 			if err != nil {
 				return fmt.Errorf("claim database %d: %w", db, err)
 			}
@@ -209,6 +221,9 @@ func (c *claim) acquire(ctx context.Context, tb testing.TB) error {
 				return nil
 			case 0:
 				held++
+				if naming {
+					holders = append(holders, fmt.Sprintf("%d: %s", db, claimHolder(conn.Get(ctx, ClaimKey).Val())))
+				}
 			default:
 				foreign++
 			}
@@ -219,10 +234,11 @@ func (c *claim) acquire(ctx context.Context, tb testing.TB) error {
 		case held == 0:
 			return fmt.Errorf("databases %d-%d all hold data that is not a test's; a test only takes an empty one and never database 0: empty one, or unset TEST_REDIS_URL for a redis-server of the tests' own", firstDB, last)
 		case time.Since(start) > claimWait:
-			return fmt.Errorf("no database free after %s: %d held by other tests, %d holding other data", claimWait, held, foreign)
-		case !noticed && time.Since(start) > waitNotice:
+			return fmt.Errorf("no database free after %s: %d held by other tests (%s), %d holding other data", claimWait, held, strings.Join(holders, ", "), foreign)
+		case !noticed && naming:
 			noticed = true
-			tb.Logf("testenv: waiting for a free redis database on %s: %d held by other tests, %d holding other data", c.server, held, foreign)
+			tb.Logf("testenv: waiting for a free redis database on %s: %d held by other tests (%s), %d holding other data; a test holding one while its parallel subtests wait for one may be waiting for itself",
+				c.server, held, strings.Join(holders, ", "), foreign)
 		}
 		select {
 		case <-ctx.Done():
@@ -233,10 +249,11 @@ func (c *claim) acquire(ctx context.Context, tb testing.TB) error {
 }
 
 // release deletes the test's keys and then the claim, if the claim is still
-// ours. Keys outside ownedPrefixes are left where they are, and said: on
-// the process's own server they can only be the test's, written outside
-// the namespaces, which fails the test, because on a shared server they
-// would keep the index from ever being claimed again.
+// ours, or has expired and is free to take back. Keys outside ownedPrefixes
+// are left where they are, and said: on the process's own server they can
+// only be the test's, written outside the namespaces, which fails the test,
+// because on a shared server they would keep the index from ever being
+// claimed again.
 func (c *claim) release(tb testing.TB) {
 	tb.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
@@ -246,12 +263,23 @@ func (c *claim) release(tb testing.TB) {
 	db := c.opt.DB
 
 	held, err := rdb.Get(ctx, ClaimKey).Result()
+	if errors.Is(err, redis.Nil) {
+		// The lease ran out under a test that ran longer (make chaos, make
+		// soak). A claim takes only an empty database, so no one else can
+		// have claimed this one while the test's keys were in it: take the
+		// claim back, unless the database was empty and someone just did.
+		var retaken bool
+		if retaken, err = rdb.SetNX(ctx, ClaimKey, c.value, leaseTTL).Result(); err == nil && retaken {
+			held = c.value
+			tb.Logf("testenv: the claim on redis database %d of %s outlived its lease (%s): took it back to delete the test's keys", db, c.server, leaseTTL)
+		}
+	}
 	switch {
-	case errors.Is(err, redis.Nil) || (err == nil && held != c.token):
-		tb.Logf("testenv: the claim on redis database %d of %s expired: its keys are left as they are", db, c.server)
-		return
 	case err != nil:
-		tb.Errorf("testenv: read the claim on redis database %d of %s: %v", db, c.server, err)
+		tb.Errorf("testenv: read or take back the claim on redis database %d of %s: %v", db, c.server, err)
+		return
+	case held != c.value:
+		tb.Logf("testenv: the claim on redis database %d of %s expired and another test holds it now: its keys are left as they are", db, c.server)
 		return
 	}
 	left, err := sweep(ctx, rdb)
@@ -267,7 +295,7 @@ func (c *claim) release(tb testing.TB) {
 		report("testenv: %d keys in redis database %d of %s are outside the namespaces %q that tests write, so they were left there (e.g. %q)",
 			len(left), db, c.server, ownedPrefixes, left[:min(len(left), 5)])
 	}
-	if err := releaseScript.Run(ctx, rdb, []string{ClaimKey}, c.token).Err(); err != nil {
+	if err := releaseScript.Run(ctx, rdb, []string{ClaimKey}, c.value).Err(); err != nil {
 		tb.Errorf("testenv: delete the claim on redis database %d of %s: %v", db, c.server, err)
 	}
 }
@@ -318,6 +346,15 @@ func owned(key string) bool {
 		}
 	}
 	return false
+}
+
+// claimHolder is the name of the test whose claim holds value ("?" when the
+// claim is gone or names none).
+func claimHolder(value string) string {
+	if _, name, ok := strings.Cut(value, " "); ok && name != "" {
+		return name
+	}
+	return "?"
 }
 
 func newToken() (string, error) {

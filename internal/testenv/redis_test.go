@@ -139,7 +139,7 @@ func TestClaimsNeverShareADatabase(t *testing.T) {
 	var wg sync.WaitGroup
 	for i := range claims {
 		wg.Go(func() {
-			c, err := newClaim(base, false)
+			c, err := newClaim(base, false, t.Name())
 			if err == nil {
 				err = c.acquire(t.Context(), t)
 			}
@@ -159,7 +159,7 @@ func TestClaimsNeverShareADatabase(t *testing.T) {
 		t.Fatalf("%d claims at once got databases %v, want each of %v once", len(claims), got, want)
 	}
 
-	c, err := newClaim(base, false)
+	c, err := newClaim(base, false, t.Name())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -173,11 +173,41 @@ func TestClaimsNeverShareADatabase(t *testing.T) {
 	}
 }
 
+// A claim that waits says which tests hold the databases, so that a parent
+// test holding one while its parallel subtests wait is plain to see.
+func TestWaitingClaimNamesTheHolders(t *testing.T) {
+	t.Parallel()
+	s := StartRedisServer(t)
+	fillForeign(t, s, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14)
+	base := serverURL(t, s)
+	holder, err := newClaim(base, false, "TestParent")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := holder.acquire(t.Context(), t); err != nil {
+		t.Fatal(err)
+	}
+	waiter, err := newClaim(base, false, "TestParent/subtest")
+	if err != nil {
+		t.Fatal(err)
+	}
+	waiter.notice = 0 // say it at once
+	r := &recorder{TB: t}
+	ctx, cancel := context.WithTimeout(t.Context(), time.Second)
+	defer cancel()
+	if err := waiter.acquire(ctx, r); !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("a claim while every index is held: %v, want it to wait until its deadline", err)
+	}
+	if len(r.logs) != 1 || !strings.Contains(r.logs[0], "(15: TestParent)") {
+		t.Errorf("logged %q, want one line naming database 15's holder TestParent", r.logs)
+	}
+}
+
 func TestClaimNeverTakesDatabaseZero(t *testing.T) {
 	t.Parallel()
 	s := StartRedisServer(t)
 	fillForeign(t, s, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15)
-	c, err := newClaim(serverURL(t, s), false)
+	c, err := newClaim(serverURL(t, s), false, t.Name())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -246,14 +276,22 @@ func TestReleaseDeletesOnlyTheTestsKeys(t *testing.T) {
 	}
 }
 
+// claimWithTestKeys claims a database of a new server for a recorder and
+// writes testKeys into it; the recorder's end releases it.
+func claimWithTestKeys(t *testing.T) (r *recorder, c *redis.Client, db int) {
+	t.Helper()
+	s := StartRedisServer(t)
+	r = &recorder{TB: t}
+	db = dbOf(t, claimOn(r, serverURL(t, s), false))
+	c = dbClient(t, s, db)
+	writeTestKeys(t, c)
+	return r, c, db
+}
+
 // A claim that expired and was taken by another test is not ours to clean.
 func TestReleaseLeavesAnExpiredClaimAlone(t *testing.T) {
 	t.Parallel()
-	s := StartRedisServer(t)
-	r := &recorder{TB: t}
-	db := dbOf(t, claimOn(r, serverURL(t, s), false))
-	c := dbClient(t, s, db)
-	writeTestKeys(t, c)
+	r, c, _ := claimWithTestKeys(t)
 	if err := c.Set(t.Context(), ClaimKey, "another-test", 0).Err(); err != nil {
 		t.Fatal(err)
 	}
@@ -263,6 +301,26 @@ func TestReleaseLeavesAnExpiredClaimAlone(t *testing.T) {
 	}
 	if v := c.Get(t.Context(), ClaimKey).Val(); v != "another-test" {
 		t.Errorf("claim %q, want the other test's", v)
+	}
+}
+
+// A test that outlives its claim's lease (make chaos, make soak) still has
+// its keys deleted: the database, not empty, could not be claimed since.
+func TestReleaseAfterTheLeaseExpired(t *testing.T) {
+	t.Parallel()
+	r, c, db := claimWithTestKeys(t)
+	if err := c.PExpire(t.Context(), ClaimKey, time.Millisecond).Err(); err != nil {
+		t.Fatal(err)
+	}
+	for c.Exists(t.Context(), ClaimKey).Val() != 0 {
+		time.Sleep(time.Millisecond)
+	}
+	r.end()
+	if n := c.DBSize(t.Context()).Val(); n != 0 {
+		t.Errorf("database %d holds %d keys after release, want none: %q", db, n, c.Keys(t.Context(), "*").Val())
+	}
+	if len(r.errs) != 0 {
+		t.Errorf("errors %q, want none", r.errs)
 	}
 }
 

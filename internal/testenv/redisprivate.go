@@ -28,18 +28,18 @@ var private struct {
 func privateRedisURL(tb testing.TB) string {
 	tb.Helper()
 	bin := redisServerBin(tb)
-	private.once.Do(func() { private.url, private.err = startPrivateRedis(bin) })
+	private.once.Do(func() { private.url, private.err = startPrivateRedis(bin, freePort) })
 	if private.err != nil {
 		tb.Fatalf("testenv: TEST_REDIS_URL is unset and the test process's own redis-server did not start: %v", private.err)
 	}
 	return private.url
 }
 
-// startPrivateRedis starts redis-server on a free loopback port, persisting
-// nothing, and returns its URL once it answers PING. A port taken between
-// choosing it and binding it makes the server exit at start; another port
-// is then tried.
-func startPrivateRedis(bin string) (string, error) {
+// startPrivateRedis starts redis-server on a free loopback port from ports,
+// persisting nothing, and returns its URL once it answers, itself (INFO's
+// process_id). A port taken between choosing it and binding it makes the
+// server exit at start; another port is then tried (onFreePort).
+func startPrivateRedis(bin string, ports func() (int, error)) (string, error) {
 	dir, err := os.MkdirTemp("", "tickerq-test-redis-")
 	if err != nil {
 		return "", fmt.Errorf("temporary directory: %w", err)
@@ -47,12 +47,8 @@ func startPrivateRedis(bin string) (string, error) {
 	// With no RDB snapshot and no append-only file the server never writes
 	// in its directory, so the directory can go as soon as it has started.
 	defer os.RemoveAll(dir)
-	var lastErr error
-	for range 3 {
-		port, err := freePort()
-		if err != nil {
-			return "", err
-		}
+	var url string
+	err = onFreePort(ports, func(port int) error {
 		addr := "127.0.0.1:" + strconv.Itoa(port)
 		args := append(redisArgs(port, dir), "--appendonly", "no", "--logfile", "", "--loglevel", "warning")
 		cmd := exec.Command(bin, args...)
@@ -60,17 +56,18 @@ func startPrivateRedis(bin string) (string, error) {
 		cmd.Stdout, cmd.Stderr = &out, &out
 		exited, err := startTiedToProcess(cmd)
 		if err != nil {
-			return "", fmt.Errorf("start %s: %w", bin, err)
+			return fmt.Errorf("start %s: %w", bin, err)
 		}
-		if err = waitReady(addr, exited, 20*time.Second); err == nil {
-			// out goes on taking the server's warnings, rare and unread.
-			return "redis://" + addr, nil
+		if err := waitReady(addr, cmd.Process.Pid, exited, 20*time.Second); err != nil {
+			_ = cmd.Process.Kill()
+			<-exited
+			return fmt.Errorf("redis-server on %s %w:\n%s", addr, err, out.String())
 		}
-		_ = cmd.Process.Kill()
-		<-exited
-		lastErr = fmt.Errorf("redis-server on %s %w:\n%s", addr, err, out.String())
-	}
-	return "", lastErr
+		// out goes on taking the server's warnings, rare and unread.
+		url = "redis://" + addr
+		return nil
+	})
+	return url, err
 }
 
 // startTiedToProcess starts cmd so that it is killed when the test process

@@ -36,14 +36,28 @@ type RedisServer struct {
 
 // StartRedisServer starts `redis-server` (found on PATH) on a free loopback
 // port with args appended to its command line, e.g. "--appendonly", "yes",
-// and waits until it answers PING. The server is killed when the test ends.
+// and waits until it answers, itself (INFO's process_id is its pid): a
+// process that takes the port first makes it try another. The server is
+// killed when the test ends.
 // The test is skipped, not failed, when redis-server is not installed and
 // TICKERQ_REQUIRE_REDIS_SERVER is unset; `make services` installs it.
 func StartRedisServer(tb testing.TB, args ...string) *RedisServer {
 	tb.Helper()
-	s := &RedisServer{tb: tb, bin: redisServerBin(tb), dir: tb.TempDir(), port: FreePort(tb), args: args}
+	return startRedisServer(tb, freePort, args...)
+}
+
+// startRedisServer is StartRedisServer on a port from ports: another one
+// when a process took the one it was given (onFreePort).
+func startRedisServer(tb testing.TB, ports func() (int, error), args ...string) *RedisServer {
+	tb.Helper()
+	s := &RedisServer{tb: tb, bin: redisServerBin(tb), dir: tb.TempDir(), args: args}
 	tb.Cleanup(s.Kill)
-	s.Start()
+	if err := onFreePort(ports, func(port int) error {
+		s.port = port
+		return s.start()
+	}); err != nil {
+		tb.Fatalf("testenv: %v", err)
+	}
 	return s
 }
 
@@ -71,22 +85,37 @@ func redisArgs(port int, dir string) []string {
 	}
 }
 
-// errExited is waitReady's answer when the server exits before it answers.
-var errExited = errors.New("exited at start")
+var (
+	// errExited is waitReady's answer when the server exits before it
+	// answers.
+	errExited = errors.New("exited at start")
+	// errForeign is waitReady's answer when another process answers on the
+	// server's address: it took the port between its choice and the bind.
+	errForeign = errors.New("lost its port to another process")
+)
 
-// waitReady polls addr with PING until it answers, the process behind it
-// exits (exited is closed) or timeout passes.
-func waitReady(addr string, exited <-chan struct{}, timeout time.Duration) error {
+// waitReady polls addr until the redis-server of process pid answers PING
+// there and INFO's process_id says it is that process, the process exits
+// (exited is closed), another Redis answers (errForeign) or timeout passes.
+// A PING alone would take another Redis that took the port, while ours
+// exits unable to bind it.
+func waitReady(addr string, pid int, exited <-chan struct{}, timeout time.Duration) error {
 	ctl := redis.NewClient(&redis.Options{Addr: addr, MaxRetries: -1})
 	defer ctl.Close()
 	deadline := time.Now().Add(timeout)
 	for {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		err := ctl.Ping(ctx).Err()
+		err := ctl.Ping(ctx).Err() // an error while it loads its data
+		var got int
+		if err == nil {
+			got, err = serverPID(ctx, ctl)
+		}
 		cancel()
 		switch {
-		case err == nil:
+		case err == nil && got == pid:
 			return nil
+		case err == nil:
+			return fmt.Errorf("%w: process_id %d answers there, not pid %d", errForeign, got, pid)
 		case time.Now().After(deadline):
 			return fmt.Errorf("did not answer within %s: %w", timeout, err)
 		}
@@ -96,6 +125,36 @@ func waitReady(addr string, exited <-chan struct{}, timeout time.Duration) error
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
+}
+
+// serverPID asks the Redis behind c for its process id (INFO server).
+func serverPID(ctx context.Context, c *redis.Client) (int, error) {
+	info, err := c.InfoMap(ctx, "server").Result()
+	if err != nil {
+		return 0, err
+	}
+	pid, err := strconv.Atoi(info["Server"]["process_id"])
+	if err != nil {
+		return 0, fmt.Errorf("INFO server: process_id: %w", err)
+	}
+	return pid, nil
+}
+
+// onFreePort runs start on a port from ports, and on another when a process
+// took it between its choice and the bind (the server exited at start, or
+// another Redis answers there): three ports at most.
+func onFreePort(ports func() (int, error), start func(port int) error) error {
+	var err error
+	for range 3 {
+		port, perr := ports()
+		if perr != nil {
+			return perr
+		}
+		if err = start(port); !errors.Is(err, errExited) && !errors.Is(err, errForeign) {
+			return err
+		}
+	}
+	return err
 }
 
 // FreePort returns a loopback TCP port that was free a moment ago.
@@ -129,31 +188,40 @@ func (s *RedisServer) Dir() string { return s.dir }
 // URL is the redis:// URL of database db on this server.
 func (s *RedisServer) URL(db int) string { return fmt.Sprintf("redis://%s/%d", s.Addr(), db) }
 
-// Start (re)starts the server on its port and waits until it answers PING.
+// Start (re)starts the server on its port and waits until it answers,
+// itself.
 // It does nothing if the server is running.
 func (s *RedisServer) Start() {
 	s.tb.Helper()
+	if err := s.start(); err != nil {
+		s.tb.Fatalf("testenv: %v", err)
+	}
+}
+
+// start is Start, returning its error; a server that did not start is
+// stopped.
+func (s *RedisServer) start() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.cmd != nil {
-		return
+		return nil
 	}
 	cmd := exec.Command(s.bin, append(redisArgs(s.port, s.dir), append([]string{"--logfile", "redis.log"}, s.args...)...)...)
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Start(); err != nil {
-		s.tb.Fatalf("testenv: start redis-server: %v", err)
+		return fmt.Errorf("start redis-server: %w", err)
 	}
 	done := make(chan struct{})
 	go func() { _ = cmd.Wait(); close(done) }()
-	s.cmd, s.done = cmd, done
 
-	if err := waitReady(s.Addr(), done, 20*time.Second); err != nil {
-		if errors.Is(err, errExited) {
-			s.cmd = nil
-		}
-		s.tb.Fatalf("testenv: redis-server on %s %v:\n%s%s", s.Addr(), err, out.String(), s.Log())
+	if err := waitReady(s.Addr(), cmd.Process.Pid, done, 20*time.Second); err != nil {
+		_ = cmd.Process.Kill()
+		<-done
+		return fmt.Errorf("redis-server on %s %w:\n%s%s", s.Addr(), err, out.String(), s.Log())
 	}
+	s.cmd, s.done = cmd, done
+	return nil
 }
 
 // Kill stops the server with SIGKILL, as a crash would, and waits for it to
