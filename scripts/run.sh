@@ -235,6 +235,22 @@ start() {
 	echo "run: started $name (pid $!, log $run_dir/$name.log)" >&2
 }
 
+# probe URL [CURL_ARGS...] GETs url, failing on an HTTP error; a URL of the
+# web UI gets its basic auth when UI_USER is set, passed to curl as a config
+# on stdin so that the password never shows in a process list.
+probe() {
+	local url=$1
+	shift
+	if [[ -n ${UI_USER:-} && $url == "http://$ui_addr/"* ]]; then
+		local cred=$UI_USER:${UI_PASSWORD:-}
+		cred=${cred//\\/\\\\}
+		cred=${cred//\"/\\\"}
+		curl -gfsS --max-time 2 -K - "$@" "$url" <<<"user = \"$cred\""
+	else
+		curl -gfsS --max-time 2 "$@" "$url"
+	fi
+}
+
 # await NAME waits up to 30 s until the pid it started listens on its address
 # and answers there; it fails when that process exits first. The worker
 # without an admin server is ready once it serves its queues: the web UI
@@ -249,9 +265,9 @@ await() {
 			exit 1
 		fi
 		if [ -z "$addr" ]; then
-			servers=$(curl -gfsS --max-time 2 "http://$ui_addr/api/servers" 2>/dev/null) || servers=
+			servers=$(probe "http://$ui_addr/api/servers" 2>/dev/null) || servers=
 			[[ $servers == *"\"host\":\"$HOSTNAME\",\"pid\":$pid,"* ]] && return 0
-		elif listening_pid "$pid" "$addr" && curl -gfsS --max-time 2 -o /dev/null "${ready_url[$name]}" 2>/dev/null; then
+		elif listening_pid "$pid" "$addr" && probe "${ready_url[$name]}" -o /dev/null 2>/dev/null; then
 			return 0
 		fi
 		sleep 0.1

@@ -338,11 +338,13 @@ func TestMakeRunKnowsWhatItStarted(t *testing.T) {
 	requireRunning(t, "first clone after the second's stop", pidsA)
 
 	// Without an admin server and at LOG_LEVEL=warn (no info lines in its
-	// log), the worker it started is still found ready.
+	// log), the worker it started is still found ready; and so is the web
+	// UI behind basic auth (a password with a quote and a backslash), whose
+	// server list tells that the worker is ready.
 	c := newClone(t, e, freeAddr(t), "", freeAddr(t))
-	out, code = c.run("LOG_LEVEL=warn")
+	out, code = c.run("LOG_LEVEL=warn", "UI_USER=admin", `UI_PASSWORD=pa"ss\word`)
 	if code != 0 || !strings.Contains(out, "tickerq is running") {
-		t.Fatalf("make run with ADMIN_ADDR=\"\" and LOG_LEVEL=warn: exit %d\n%s", code, out)
+		t.Fatalf("make run with ADMIN_ADDR=\"\", LOG_LEVEL=warn and UI_USER: exit %d\n%s", code, out)
 	}
 	pidsC := c.pids()
 	requireRunning(t, "clone without an admin server", pidsC)
