@@ -68,18 +68,6 @@ func TestEnqueueUniqueLock(t *testing.T) {
 		}
 		return ids(r.stdout)[0]
 	}
-	waitState := func(t *testing.T, queue, id string, state asynq.TaskState) {
-		t.Helper()
-		for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(20 * time.Millisecond) {
-			info, err := inspector.GetTaskInfo(queue, id)
-			if err == nil && info.State == state {
-				return
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("task %s: %v (%v), want %s within 15s", id, info, err, state)
-			}
-		}
-	}
 	refused := func(t *testing.T, queue, symbol, while string) {
 		t.Helper()
 		if id := enqueue(t, queue, "1h", symbol); id != "" {
@@ -99,25 +87,25 @@ func TestEnqueueUniqueLock(t *testing.T) {
 	})
 	t.Run("scheduled", func(t *testing.T) {
 		id := enqueue(t, "idle", "1h", "LATER", "--in", "1h")
-		waitState(t, "idle", id, asynq.TaskStateScheduled)
+		testenv.WaitTaskState(t, inspector, "idle", id, asynq.TaskStateScheduled)
 		refused(t, "idle", "LATER", "scheduled")
 	})
 	t.Run("active, then completed", func(t *testing.T) {
 		id := enqueue(t, "uniq", "1h", "HOLD")
-		waitState(t, "uniq", id, asynq.TaskStateActive)
+		testenv.WaitTaskState(t, inspector, "uniq", id, asynq.TaskStateActive)
 		refused(t, "uniq", "HOLD", "active")
 		release()
-		waitState(t, "uniq", id, asynq.TaskStateCompleted)
+		testenv.WaitTaskState(t, inspector, "uniq", id, asynq.TaskStateCompleted)
 		accepted(t, "uniq", "HOLD", "completed")
 	})
 	t.Run("retrying", func(t *testing.T) {
 		id := enqueue(t, "uniq", "1h", "FAIL")
-		waitState(t, "uniq", id, asynq.TaskStateRetry)
+		testenv.WaitTaskState(t, inspector, "uniq", id, asynq.TaskStateRetry)
 		refused(t, "uniq", "FAIL", "waiting to retry")
 	})
 	t.Run("archived, then deleted", func(t *testing.T) {
 		id := enqueue(t, "uniq", "1h", "DEAD")
-		waitState(t, "uniq", id, asynq.TaskStateArchived)
+		testenv.WaitTaskState(t, inspector, "uniq", id, asynq.TaskStateArchived)
 		refused(t, "uniq", "DEAD", "archived")
 		mustRun(t, url, "", "tasks", "delete", "--queue", "uniq", "--state", "archived", id)
 		accepted(t, "uniq", "DEAD", "was deleted")
@@ -132,7 +120,7 @@ func TestEnqueueUniqueLock(t *testing.T) {
 		if first == "" || second == "" {
 			t.Fatalf("BRIEF: enqueued %q, then %q: want a second task once the 1s lock ran out", first, second)
 		}
-		waitState(t, "idle", first, asynq.TaskStatePending) // the first has not run, yet there are two
-		waitState(t, "idle", second, asynq.TaskStatePending)
+		testenv.WaitTaskState(t, inspector, "idle", first, asynq.TaskStatePending) // the first has not run, yet there are two
+		testenv.WaitTaskState(t, inspector, "idle", second, asynq.TaskStatePending)
 	})
 }

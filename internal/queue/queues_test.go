@@ -14,20 +14,6 @@ import (
 	"github.com/tickerq/tickerq/tasks"
 )
 
-// waitState waits until the task id of queue is in state.
-func waitState(t *testing.T, b bundle, queue, id string, state asynq.TaskState) {
-	t.Helper()
-	for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(20 * time.Millisecond) {
-		info, err := b.inspector.GetTaskInfo(queue, id)
-		if err == nil && info.State == state {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("task %s of queue %s: %v (%v), want %s within 15s", id, queue, info, err, state)
-		}
-	}
-}
-
 func TestQueues(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
@@ -135,7 +121,7 @@ func TestDeleteQueueTaskStartsMeanwhile(t *testing.T) {
 		if err := other.UnpauseQueue(queue); err != nil {
 			return err
 		}
-		waitState(t, b, queue, hold.ID, asynq.TaskStateActive)
+		testenv.WaitTaskState(t, b.inspector, queue, hold.ID, asynq.TaskStateActive)
 		return nil
 	}}
 	_, err := deleteQueue(t.Context(), in, "race", true)
@@ -217,7 +203,7 @@ func TestDeleteQueue(t *testing.T) {
 			return nil
 		})
 	res := mustEnqueue(t, b, []string{"SLOW", "NEXT"}, asynq.Queue("busy"))
-	waitState(t, b, "busy", res[0].ID, asynq.TaskStateActive)
+	testenv.WaitTaskState(t, b.inspector, "busy", res[0].ID, asynq.TaskStateActive)
 	for _, force := range []bool{false, true} {
 		_, err := DeleteQueue(ctx, b.inspector, "busy", force)
 		if !errors.As(err, &notEmpty) || notEmpty.Held.Active == 0 || !exists("busy") {

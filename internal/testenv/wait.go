@@ -26,6 +26,21 @@ func WaitUntil(t testing.TB, what string, timeout time.Duration, cond func() boo
 	}
 }
 
+// WaitTaskState waits up to 15 s until task id of queue is in state, as
+// inspector sees it, failing with what it saw last.
+func WaitTaskState(t testing.TB, inspector *asynq.Inspector, queue, id string, state asynq.TaskState) {
+	t.Helper()
+	for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		info, err := inspector.GetTaskInfo(queue, id)
+		if err == nil && info.State == state {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("task %s of queue %s: %v (%v), want %s within 15s", id, queue, info, err, state)
+		}
+	}
+}
+
 // HoldingWorker starts an asynq worker on redis, set up by cfg (silent
 // unless cfg names a Logger), that runs every task with handle, and shuts
 // it down when the test ends. handle may keep a task active by waiting on
